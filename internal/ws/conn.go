@@ -1,0 +1,354 @@
+package ws
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Session is the protocol side of one connection, returned by the open
+// function given to Server.Upgrade.
+type Session interface {
+	// HandleMessage handles one complete text or binary message. Calls are
+	// serial for a connection; payload is valid only during the call.
+	HandleMessage(binary bool, payload []byte)
+	// Closed runs once, after the connection is gone. No HandleMessage call
+	// follows it.
+	Closed()
+}
+
+// connState is the life of a connection's send side.
+type connState uint8
+
+const (
+	stateOpen    connState = iota // frames are accepted
+	stateClosing                  // a close frame is queued or sent; nothing more is accepted
+	stateDone                     // nothing more is written; waiting for the read side to tear down
+)
+
+// Conn is one WebSocket connection. Its methods are safe for concurrent use.
+type Conn struct {
+	srv *Server
+	nc  net.Conn
+	rc  syscall.RawConn // set for plain TCP sockets: reads and writes go through the raw fd
+	fd  int             // registered with the poller, or -1
+	id  uint64
+
+	lastRead atomic.Int64 // UnixNano of the last byte read (heartbeat)
+	lastPing int64        // UnixNano of the last ping sent; only the sweeper touches it
+
+	// Read side: everything below readMu is touched only by its holder.
+	readMu     sync.Mutex
+	session    Session
+	pending    []byte // bytes of a frame not yet complete
+	frag       []byte // a fragmented message being assembled
+	fragOp     byte   // opcode of frag, or 0 when no fragmented message is open
+	ignoreRead bool   // a close was sent or received: discard what the peer still sends
+	torn       bool   // teardown has run
+
+	// Send side.
+	mu            sync.Mutex
+	queue         [][]byte // frames not yet taken by the writer
+	queued        int      // bytes in queue
+	writing       bool     // a writer goroutine is running
+	state         connState
+	closeDeadline int64 // UnixNano after which a closing connection is aborted
+	closeCode     int   // the code of the close frame sent, or received first
+	peerClosed    bool  // the peer sent a close frame
+}
+
+// ID returns the connection's number, unique within the Server.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Send queues frame, a complete frame made by AppendText or FinishText, and
+// returns at once. The frame's bytes are shared, never modified, and may be
+// sent on many connections. Send reports false when the connection is
+// closing or the frame overflowed the queue, in which case the connection is
+// closed with CloseSlowConsumer.
+func (c *Conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.srv.cfg.QueueMaxMessages || c.queued+len(frame) > c.srv.cfg.QueueMaxBytes {
+		c.mu.Unlock()
+		c.srv.overflows.Add(1)
+		c.Close(CloseSlowConsumer, "slow consumer: send queue overflow")
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// SendText queues a text frame carrying payload (copied).
+func (c *Conn) SendText(payload []byte) bool {
+	return c.Send(AppendText(make([]byte, 0, len(payload)+maxHeaderLen), payload))
+}
+
+// Close starts the closing handshake with code and reason: frames already
+// queued are sent first (for CloseSlowConsumer they are dropped), then the
+// close frame. A peer that does not answer within the close timeout is cut
+// off. Close does not wait; calls after the first do nothing.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	c.closeCode = code
+	c.closeDeadline = time.Now().Add(c.srv.cfg.CloseTimeout).UnixNano()
+	if code == CloseSlowConsumer {
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.queued = 0
+	}
+	c.queue = append(c.queue, closeFrame(code, reason))
+	c.startWriterLocked()
+}
+
+// startWriterLocked starts the writer goroutine unless one runs. c.mu is held.
+func (c *Conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		c.srv.wg.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// writeLoop writes what is queued, a batch per system call, until the queue
+// is empty, then exits. It is the only writer of the socket.
+func (c *Conn) writeLoop() {
+	defer c.srv.wg.Done()
+	var batch [][]byte
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.state == stateDone {
+			c.writing = false
+			// An idle connection keeps no queue storage.
+			putBatch(c.queue)
+			c.queue, c.queued = nil, 0
+			c.mu.Unlock()
+			putBatch(batch)
+			return
+		}
+		if batch == nil {
+			batch = getBatch()
+		}
+		batch, c.queue = c.queue, batch
+		c.queued = 0
+		closing := c.state == stateClosing // then the close frame ends this batch
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch)
+		clear(batch)
+		batch = batch[:0]
+		if err != nil {
+			c.abort()
+			continue // the loop sees stateDone and exits
+		}
+		if closing {
+			c.closeSent()
+		}
+	}
+}
+
+// closeSent runs once the close frame is on the wire: the server ends its
+// half of the TCP connection, and closes it at once if the peer's close
+// frame has arrived already.
+func (c *Conn) closeSent() {
+	c.mu.Lock()
+	c.state = stateDone
+	peerClosed := c.peerClosed
+	c.mu.Unlock()
+	if peerClosed {
+		c.abort()
+		return
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// abort cuts the connection off without a handshake: pending frames are
+// dropped, a blocked write is interrupted, and the read side sees EOF and
+// tears the connection down.
+func (c *Conn) abort() {
+	c.mu.Lock()
+	c.state = stateDone
+	clear(c.queue)
+	c.queue, c.queued = c.queue[:0], 0
+	c.mu.Unlock()
+	_ = c.nc.SetWriteDeadline(aLongTimeAgo)
+	if c.rc != nil {
+		_ = c.rc.Control(func(fd uintptr) { _ = shutdownFD(int(fd)) })
+		return
+	}
+	_ = c.nc.Close()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// teardown ends the connection for good. It runs once, with readMu held.
+func (c *Conn) teardown() {
+	if c.torn {
+		return
+	}
+	c.torn = true
+	c.mu.Lock()
+	c.state = stateDone
+	clear(c.queue)
+	c.queue, c.queued = c.queue[:0], 0
+	code := c.closeCode
+	c.mu.Unlock()
+	if c.fd >= 0 {
+		c.srv.poller.remove(c)
+	}
+	_ = c.nc.Close()
+	c.pending, c.frag = nil, nil
+	if code == 0 {
+		code = 1006 // closed without a close frame
+	}
+	c.srv.unregister(c, code)
+	if c.session != nil {
+		c.session.Closed()
+	}
+}
+
+// feed processes bytes read from the socket. readMu is held.
+func (c *Conn) feed(data []byte) {
+	if c.ignoreRead {
+		return
+	}
+	if len(c.pending) > 0 {
+		c.pending = append(c.pending, data...)
+		data = c.pending
+	}
+	limit := int64(c.srv.cfg.ReadLimit)
+	for !c.ignoreRead {
+		h, n, err := parseHeader(data)
+		if err != nil {
+			c.failRead(CloseProtocolError, "protocol error: invalid frame")
+			return
+		}
+		if n == 0 {
+			break
+		}
+		if !h.masked {
+			c.failRead(CloseProtocolError, "protocol error: client frames must be masked")
+			return
+		}
+		if !h.control() && int64(len(c.frag))+h.length > limit {
+			c.failRead(CloseTooLarge, "message too large")
+			return
+		}
+		end := n + int(h.length)
+		if len(data) < end {
+			// Keep the partial frame, with room for all of it.
+			p := make([]byte, len(data), end)
+			copy(p, data)
+			c.pending = p
+			return
+		}
+		payload := data[n:end]
+		mask(payload, h.mask)
+		c.handleFrame(h, payload)
+		data = data[end:]
+	}
+	if len(data) == 0 || c.ignoreRead {
+		c.pending = nil
+		return
+	}
+	p := make([]byte, len(data), maxHeaderLen)
+	copy(p, data)
+	c.pending = p
+}
+
+// failRead closes the connection for a reading error and ignores the rest.
+func (c *Conn) failRead(code int, reason string) {
+	c.ignoreRead = true
+	c.pending, c.frag = nil, nil
+	c.Close(code, reason)
+}
+
+// handleFrame handles one complete frame. readMu is held.
+func (c *Conn) handleFrame(h header, payload []byte) {
+	switch h.op {
+	case opPing:
+		pong := appendHeader(make([]byte, 0, 2+len(payload)), true, opPong, len(payload))
+		c.Send(append(pong, payload...))
+	case opPong:
+	case opClose:
+		c.handleClose(payload)
+	case opText, opBinary:
+		if c.fragOp != 0 {
+			c.failRead(CloseProtocolError, "protocol error: new message inside a fragmented one")
+			return
+		}
+		if !h.fin {
+			c.fragOp = h.op
+			c.frag = append([]byte(nil), payload...)
+			return
+		}
+		c.deliver(h.op, payload)
+	case opContinuation:
+		if c.fragOp == 0 {
+			c.failRead(CloseProtocolError, "protocol error: continuation without a message")
+			return
+		}
+		c.frag = append(c.frag, payload...)
+		if h.fin {
+			op, msg := c.fragOp, c.frag
+			c.fragOp, c.frag = 0, nil
+			c.deliver(op, msg)
+		}
+	}
+}
+
+// deliver hands a complete message to the session. readMu is held.
+func (c *Conn) deliver(op byte, msg []byte) {
+	if op == opText && !utf8.Valid(msg) {
+		c.failRead(CloseInvalidPayload, "text message is not valid UTF-8")
+		return
+	}
+	c.session.HandleMessage(op == opBinary, msg)
+}
+
+// handleClose answers the peer's close frame. readMu is held.
+func (c *Conn) handleClose(payload []byte) {
+	code, reason := CloseNormal, ""
+	switch {
+	case len(payload) == 1:
+		code, reason = CloseProtocolError, "protocol error: bad close frame"
+	case len(payload) >= 2:
+		code = int(binary.BigEndian.Uint16(payload))
+		if !validCloseCode(code) || !utf8.Valid(payload[2:]) {
+			code, reason = CloseProtocolError, "protocol error: bad close frame"
+		}
+	}
+	c.ignoreRead = true
+	c.mu.Lock()
+	c.peerClosed = true
+	state := c.state
+	if c.closeCode == 0 {
+		c.closeCode = code
+	}
+	c.mu.Unlock()
+	switch state {
+	case stateOpen:
+		c.Close(code, reason) // echo; closeSent aborts once it is written
+	case stateDone:
+		c.abort() // our close frame went out already: the handshake is complete
+	}
+}
