@@ -1,0 +1,298 @@
+// Package hub holds this node's subscriptions: which local connections
+// subscribe to which channel. It delivers each message the broker hands it
+// to the local subscribers, encoding it once per protocol and never blocking
+// on a connection. It knows nothing of HTTP or WebSockets.
+package hub
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wspush/wspush"
+)
+
+// Subscriber is one connection as the hub sees it.
+type Subscriber interface {
+	// ID identifies the subscriber uniquely within the node.
+	ID() uint64
+	// Encoder returns the encoder of the subscriber's protocol. Subscribers
+	// with the same Encoder share the encoded frame of a message.
+	Encoder() Encoder
+	// Send queues a frame made by the Encoder and returns at once. It
+	// reports whether the frame was queued.
+	Send(frame []byte) bool
+}
+
+// Encoder turns a message into the frame its protocol sends. The frame is
+// shared by every subscriber of the protocol and must not be modified.
+type Encoder interface {
+	Encode(m *wspush.Message) []byte
+}
+
+// Broker is the part of wspush.Broker the hub drives: it publishes, and it
+// declares the channels this node has subscribers of.
+type Broker interface {
+	Publish(ctx context.Context, m *wspush.Message) error
+	Subscribe(ctx context.Context, channel string) error
+	Unsubscribe(ctx context.Context, channel string) error
+}
+
+// numShards spreads channels over this many locks so that deliveries to
+// different channels rarely contend.
+const numShards = 64
+
+// Hub is the set of this node's subscriptions. It is safe for concurrent use.
+//
+// Lock order: a channel's interest lock (locks[i]) before its shard lock
+// (shards[i].mu); a shard lock before a Subscriber's own locks (Send). The
+// interest lock is held across the broker call that declares interest, so
+// that the first Subscribe and the last Unsubscribe of a channel reach the
+// broker in the order they happened.
+type Hub struct {
+	broker Broker
+	seed   maphash.Seed
+	locks  [numShards]sync.Mutex
+	shards [numShards]shard
+	all    [numShards]connShard
+
+	channels      atomic.Int64
+	subscriptions atomic.Int64
+	connections   atomic.Int64
+	published     atomic.Uint64
+	delivered     atomic.Uint64
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	rooms map[string]*room
+}
+
+// room is the local subscribers of one channel.
+type room struct {
+	subs  []Subscriber
+	index map[Subscriber]int
+}
+
+type connShard struct {
+	mu    sync.RWMutex
+	conns map[Subscriber]struct{}
+}
+
+// New returns an empty Hub that publishes through broker and declares
+// interest to it. The broker delivers to the hub's HandleMessage.
+func New(broker Broker) *Hub {
+	h := &Hub{broker: broker, seed: maphash.MakeSeed()}
+	for i := range h.shards {
+		h.shards[i].rooms = map[string]*room{}
+		h.all[i].conns = map[Subscriber]struct{}{}
+	}
+	return h
+}
+
+func (h *Hub) index(channel string) int {
+	return int(maphash.String(h.seed, channel) % numShards)
+}
+
+// Connect adds s to the connections that broadcasts reach.
+func (h *Hub) Connect(s Subscriber) {
+	cs := &h.all[s.ID()%numShards]
+	cs.mu.Lock()
+	cs.conns[s] = struct{}{}
+	cs.mu.Unlock()
+	h.connections.Add(1)
+}
+
+// Disconnect removes s from the connections that broadcasts reach. The
+// caller unsubscribes s from its channels.
+func (h *Hub) Disconnect(s Subscriber) {
+	cs := &h.all[s.ID()%numShards]
+	cs.mu.Lock()
+	_, ok := cs.conns[s]
+	delete(cs.conns, s)
+	cs.mu.Unlock()
+	if ok {
+		h.connections.Add(-1)
+	}
+}
+
+// Subscribe adds s to channel's subscribers. The first local subscriber of
+// a channel makes the hub declare interest to the broker; if that fails,
+// nothing changes and the error is returned. Subscribing twice is a no-op.
+func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber) error {
+	i := h.index(channel)
+	h.locks[i].Lock()
+	defer h.locks[i].Unlock()
+	sh := &h.shards[i]
+	sh.mu.Lock()
+	r := sh.rooms[channel]
+	first := r == nil
+	if first {
+		r = &room{index: map[Subscriber]int{}}
+		sh.rooms[channel] = r
+		h.channels.Add(1)
+	}
+	if _, ok := r.index[s]; ok {
+		sh.mu.Unlock()
+		return nil
+	}
+	r.index[s] = len(r.subs)
+	r.subs = append(r.subs, s)
+	h.subscriptions.Add(1)
+	sh.mu.Unlock()
+	if !first {
+		return nil
+	}
+	if err := h.broker.Subscribe(ctx, channel); err != nil {
+		sh.mu.Lock()
+		h.removeLocked(sh, channel, r, s)
+		sh.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Unsubscribe removes s from channel's subscribers. The last local
+// subscriber's leaving withdraws the node's interest from the broker; the
+// subscription is gone locally even if that call fails.
+func (h *Hub) Unsubscribe(ctx context.Context, channel string, s Subscriber) error {
+	i := h.index(channel)
+	h.locks[i].Lock()
+	defer h.locks[i].Unlock()
+	sh := &h.shards[i]
+	sh.mu.Lock()
+	r := sh.rooms[channel]
+	last := r != nil && h.removeLocked(sh, channel, r, s)
+	sh.mu.Unlock()
+	if last {
+		return h.broker.Unsubscribe(ctx, channel)
+	}
+	return nil
+}
+
+// removeLocked removes s from r and reports whether r became empty (and
+// was dropped). sh.mu is held.
+func (h *Hub) removeLocked(sh *shard, channel string, r *room, s Subscriber) bool {
+	i, ok := r.index[s]
+	if !ok {
+		return false
+	}
+	last := len(r.subs) - 1
+	r.subs[i] = r.subs[last]
+	r.index[r.subs[i]] = i
+	r.subs[last] = nil
+	r.subs = r.subs[:last]
+	delete(r.index, s)
+	h.subscriptions.Add(-1)
+	if len(r.subs) > 0 {
+		return false
+	}
+	delete(sh.rooms, channel)
+	h.channels.Add(-1)
+	return true
+}
+
+// Subscribers returns the number of local subscribers of channel.
+func (h *Hub) Subscribers(channel string) int {
+	sh := &h.shards[h.index(channel)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if r := sh.rooms[channel]; r != nil {
+		return len(r.subs)
+	}
+	return 0
+}
+
+// HandleMessage delivers m to the local subscribers of its channel, or to
+// every local connection for a broadcast. It is the hub's side of the
+// Broker: it never blocks on a connection.
+func (h *Hub) HandleMessage(m *wspush.Message) {
+	var frames frameCache
+	n := 0
+	if m.Broadcast {
+		for i := range h.all {
+			cs := &h.all[i]
+			cs.mu.RLock()
+			for s := range cs.conns {
+				if s.Send(frames.get(s.Encoder(), m)) {
+					n++
+				}
+			}
+			cs.mu.RUnlock()
+		}
+	} else {
+		sh := &h.shards[h.index(m.Channel)]
+		sh.mu.RLock()
+		if r := sh.rooms[m.Channel]; r != nil {
+			for _, s := range r.subs {
+				if s.Send(frames.get(s.Encoder(), m)) {
+					n++
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	if n > 0 {
+		h.delivered.Add(uint64(n))
+	}
+}
+
+// frameCache holds a message's frame per encoder: nearly always one.
+type frameCache struct {
+	n      int
+	encs   [2]Encoder
+	frames [2][]byte
+	more   map[Encoder][]byte
+}
+
+func (c *frameCache) get(e Encoder, m *wspush.Message) []byte {
+	for i := range c.n {
+		if c.encs[i] == e {
+			return c.frames[i]
+		}
+	}
+	if f, ok := c.more[e]; ok {
+		return f
+	}
+	f := e.Encode(m)
+	if c.n < len(c.encs) {
+		c.encs[c.n], c.frames[c.n] = e, f
+		c.n++
+		return f
+	}
+	if c.more == nil {
+		c.more = map[Encoder][]byte{}
+	}
+	c.more[e] = f
+	return f
+}
+
+// Publish publishes m through the broker, to the subscribers of every node.
+func (h *Hub) Publish(ctx context.Context, m *wspush.Message) error {
+	if err := h.broker.Publish(ctx, m); err != nil {
+		return err
+	}
+	h.published.Add(1)
+	return nil
+}
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Channels      int64  // channels with local subscribers
+	Subscriptions int64  // (connection, channel) pairs
+	Connections   int64  // connections that broadcasts reach
+	Published     uint64 // messages published from this node
+	Delivered     uint64 // frames queued for local subscribers
+}
+
+// Stats returns the current counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Channels:      h.channels.Load(),
+		Subscriptions: h.subscriptions.Load(),
+		Connections:   h.connections.Load(),
+		Published:     h.published.Load(),
+		Delivered:     h.delivered.Load(),
+	}
+}
