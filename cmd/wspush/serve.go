@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/broker/memory"
+	"github.com/wspush/wspush/internal/httpapi"
+	"github.com/wspush/wspush/internal/hub"
+	"github.com/wspush/wspush/internal/protocol/native"
+	"github.com/wspush/wspush/internal/ws"
+)
+
+// runServe runs the server until ctx is done, then stops gracefully:
+// it stops accepting, closes every WebSocket with 1001, lets in-flight API
+// requests finish, and returns within the shutdown timeout.
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	broker := memory.New()
+	h := hub.New(broker)
+	origins, _ := ws.NewOrigins(cfg.AllowedOrigins) // validated
+	namespaces := wspush.NewNamespaces(cfg.DefaultNamespace, cfg.Namespaces)
+	wsSrv := ws.NewServer(logger, ws.Config{
+		ReadLimit:        int(cfg.MaxFrameSize),
+		PingInterval:     cfg.PingInterval,
+		PongTimeout:      cfg.PongTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
+		QueueMaxMessages: cfg.QueueMaxMessages,
+		QueueMaxBytes:    int(cfg.QueueMaxBytes),
+		Origins:          origins,
+	})
+	proto := native.New(logger, native.Config{
+		Namespaces:       namespaces,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxChannelLength: cfg.MaxChannelLength,
+		RateLimit:        cfg.ClientRateLimit,
+		RateBurst:        cfg.ClientRateBurst,
+		PingInterval:     cfg.PingInterval,
+	}, h)
+	handler := httpapi.NewServer(logger, httpapi.Config{
+		APIKey:           cfg.APIKey,
+		MaxPublishSize:   int64(cfg.MaxPublishSize),
+		MaxChannelLength: cfg.MaxChannelLength,
+		Namespaces:       namespaces,
+		Version:          version(),
+	}, h, broker, wsSrv, proto)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+
+	// Every goroutine below is owned here and waited for before returning.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() { errc <- named("broker", broker.Run(runCtx, h)) })
+	wg.Go(func() { errc <- named("websocket server", wsSrv.Run(runCtx)) })
+	select {
+	case <-wsSrv.Started():
+	case err := <-errc:
+		stopRun()
+		wg.Wait()
+		return err
+	}
+	wg.Go(func() {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- named("http server", err)
+		}
+	})
+
+	logger.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "broker", cfg.Broker, "api_key", cfg.APIKey != "", "version", version())
+	if cfg.APIKey == "" {
+		logger.Warn("no API key set: the publish API answers loopback callers only; set --api-key or WSPUSH_API_KEY to publish from other hosts")
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case runErr = <-errc:
+		logger.Error("stopping", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var stopping sync.WaitGroup
+	stopping.Go(func() {
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			logger.Warn("http shutdown incomplete", "err", err)
+			_ = httpSrv.Close()
+		}
+	})
+	stopping.Go(func() {
+		if err := wsSrv.Shutdown(sctx); err != nil {
+			logger.Warn("websocket shutdown incomplete: remaining connections cut off", "err", err)
+		}
+	})
+	stopping.Wait()
+	stopRun()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if runErr == nil && err != nil {
+			runErr = err
+		}
+	}
+	logger.Info("stopped")
+	return runErr
+}
+
+// named prefixes a component's error with its name.
+func named(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// displayAddr is the address to show a user: localhost for a wildcard.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return fmt.Sprintf("localhost:%d", tcp.Port)
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,32 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/hub"
+	"github.com/wspush/wspush/internal/protocol/native"
+	"github.com/wspush/wspush/internal/ws"
+)
+
+// addRoutes is the whole URL space of a wspush node.
+func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg Config, h *hub.Hub, broker wspush.Broker, wsSrv *ws.Server, proto *native.Protocol) {
+	api := requireAPIKey(cfg.APIKey)
+
+	mux.Handle("GET /ws", handleWebSocket(wsSrv, proto))
+
+	mux.Handle("POST /api/publish", api(handlePublish(cfg, h)))
+	mux.Handle("POST /api/publish/{channel}", api(handlePublishRaw(cfg, h)))
+	mux.Handle("POST /api/broadcast", api(handleBroadcast(cfg, h)))
+	mux.Handle("/api/publish", methodNotAllowed("POST"))
+	mux.Handle("/api/publish/{channel}", methodNotAllowed("POST"))
+	mux.Handle("/api/broadcast", methodNotAllowed("POST"))
+	mux.Handle("/api/", notFound())
+
+	mux.Handle("GET /healthz", handleHealthz(cfg.Version))
+	mux.Handle("GET /readyz", handleReadyz(broker, wsSrv))
+	mux.Handle("GET /metrics", handleMetrics(logger, h, wsSrv))
+
+	mux.Handle("/", handlePages())
+}

@@ -1,0 +1,46 @@
+// Package httpapi is wspush's HTTP face: the publish API for backends, the
+// WebSocket endpoint, health and readiness, Prometheus metrics and the
+// embedded web pages. NewServer takes every dependency explicitly.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/hub"
+	"github.com/wspush/wspush/internal/protocol/native"
+	"github.com/wspush/wspush/internal/ws"
+)
+
+// DefaultMaxPublishSize bounds a publish request body: the same as the
+// WebSocket read limit, so what the API accepts a client could send too.
+const DefaultMaxPublishSize = 64 << 10
+
+// Config holds the HTTP API's settings.
+type Config struct {
+	// APIKey, when set, is required as "Authorization: Bearer <key>" on
+	// /api/. When empty, /api/ answers loopback callers only.
+	APIKey string
+	// MaxPublishSize bounds a publish body, in bytes (413 above).
+	MaxPublishSize int64
+	// MaxChannelLength bounds channel names, in bytes.
+	MaxChannelLength int
+	// Namespaces resolves channels to their namespace.
+	Namespaces wspush.Namespaces
+	// Version is reported by /healthz.
+	Version string
+}
+
+// NewServer returns the HTTP handler of a wspush node.
+func NewServer(logger *slog.Logger, cfg Config, h *hub.Hub, broker wspush.Broker, wsSrv *ws.Server, proto *native.Protocol) http.Handler {
+	if cfg.MaxPublishSize <= 0 {
+		cfg.MaxPublishSize = DefaultMaxPublishSize
+	}
+	if cfg.MaxChannelLength <= 0 || cfg.MaxChannelLength > wspush.MaxChannelLength {
+		cfg.MaxChannelLength = wspush.MaxChannelLength
+	}
+	mux := http.NewServeMux()
+	addRoutes(mux, logger, cfg, h, broker, wsSrv, proto)
+	return mux
+}
