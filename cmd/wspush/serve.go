@@ -89,10 +89,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	})
 
-	logger.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "broker", cfg.Broker, "api_key", cfg.APIKey != "", "version", version())
 	if cfg.APIKey == "" {
 		logger.Warn("no API key set: the publish API answers loopback callers only; set --api-key or WSPUSH_API_KEY to publish from other hosts")
 	}
+	logger.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "broker", cfg.Broker, "api_key", cfg.APIKey != "", "version", version())
 
 	var runErr error
 	select {

@@ -36,6 +36,7 @@ func DecodeCommand(frame []byte) (Command, error) {
 		var idOnly struct {
 			ID *int64 `json:"id"`
 		}
+		cmd = Command{}
 		if json.Unmarshal(frame, &idOnly) == nil {
 			cmd.ID = idOnly.ID
 		}

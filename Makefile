@@ -1,0 +1,24 @@
+# wspush: the two commands a new machine needs are `make run` and `make test`.
+
+GO ?= go
+
+.PHONY: run test build vet bench fuzz
+
+run: ## run the server on :7777 with the in-memory broker
+	$(GO) run ./cmd/wspush serve
+
+test: vet ## every test, with the race detector
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+build:
+	$(GO) build -o bin/wspush ./cmd/wspush
+
+bench: ## Go benchmarks of the hot paths (figures go in BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## a short run of every fuzz target
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./internal/ws
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 30s ./internal/protocol/native
