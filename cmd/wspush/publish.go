@@ -27,7 +27,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs.Var(&channels, "channel", "`channel` to publish to; comma-separated for several")
 	broadcast := fs.Bool("broadcast", false, "send to every connection instead of a channel")
 	format := fs.String("format", "auto", "how to read DATA: json, string, or auto (JSON if it parses, else a string)")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this `long`")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this `duration`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: wspush publish [flags] DATA   (DATA - reads standard input)")
 		fs.PrintDefaults()
