@@ -388,6 +388,8 @@ func TestAPIBadInput(t *testing.T) {
 		{"unknown namespace", "POST", "/api/publish", "application/json", `{"channel":"ghost:1","data":1}`, 404, "not_found"},
 		{"raw bad JSON", "POST", "/api/publish/chat", "application/json", `{nope`, 400, "bad_request"},
 		{"raw not UTF-8", "POST", "/api/publish/chat", "text/plain", "\xff\xfe", 400, "bad_request"},
+		{"JSON string not UTF-8", "POST", "/api/publish", "application/json", "{\"channel\":\"chat\",\"data\":\"\xff\"}", 400, "bad_request"},
+		{"raw JSON not UTF-8", "POST", "/api/publish/chat", "application/json", "\"\xc3\"", 400, "bad_request"},
 		{"raw bad channel", "POST", "/api/publish/bad%20name", "", "x", 400, "bad_request"},
 		{"broadcast missing data", "POST", "/api/broadcast", "application/json", `{}`, 400, "bad_request"},
 		{"unknown route", "POST", "/api/nothing", "application/json", `{}`, 404, "not_found"},

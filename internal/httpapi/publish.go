@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -24,17 +23,24 @@ type publishRequest struct {
 	Data     json.RawMessage `json:"data"`
 }
 
-// publishResponse is the body of a successful publish.
-type publishResponse struct {
-	OK bool `json:"ok"`
+// okBody is the answer to a successful publish.
+var okBody = []byte("{\"ok\":true}\n")
+
+// writeOK answers a successful publish.
+func writeOK(w http.ResponseWriter) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(okBody))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(okBody)
 }
 
 // handlePublish serves POST /api/publish:
 // {"channel":"c","data":...} or {"channels":["a","b"],"data":...}.
 func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req publishRequest
-		if err := decodeJSON(w, r, cfg.MaxPublishSize, &req); err != nil {
+		req, err := decodePublish(w, r, cfg.MaxPublishSize)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -70,7 +76,7 @@ func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 				return
 			}
 		}
-		encode(w, http.StatusOK, publishResponse{OK: true})
+		writeOK(w)
 	})
 }
 
@@ -90,8 +96,8 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 		}
 		var data json.RawMessage
 		if isJSON(r) {
-			if !json.Valid(body) {
-				writeError(w, wspush.Errorf(wspush.ErrBadRequest, "body is not valid JSON (Content-Type is application/json)"))
+			if err := validJSON(body); err != nil {
+				writeError(w, err)
 				return
 			}
 			data = compact(body)
@@ -106,7 +112,7 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 			writeError(w, unavailable(err))
 			return
 		}
-		encode(w, http.StatusOK, publishResponse{OK: true})
+		writeOK(w)
 	})
 }
 
@@ -120,7 +126,14 @@ type broadcastRequest struct {
 func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req broadcastRequest
-		if err := decodeJSON(w, r, cfg.MaxPublishSize, &req); err != nil {
+		err := decodeJSONBody(w, r, cfg.MaxPublishSize, func(key string, v []byte) (bool, error) {
+			if key == "data" {
+				req.Data = v
+				return true, nil
+			}
+			return false, nil
+		})
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -132,7 +145,7 @@ func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 			writeError(w, unavailable(err))
 			return
 		}
-		encode(w, http.StatusOK, publishResponse{OK: true})
+		writeOK(w)
 	})
 }
 
@@ -162,9 +175,18 @@ func isJSON(r *http.Request) bool {
 	return err == nil && mt == "application/json"
 }
 
-// readBody reads the body, at most limit bytes (413 above).
+// readBody reads the body, at most limit bytes (413 above), into one
+// allocation when the request says its length.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if r.ContentLength > limit {
+		return nil, wspush.Errorf(wspush.ErrTooLarge, "body too large: at most "+strconv.FormatInt(limit, 10)+" bytes")
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -175,10 +197,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-// decodeJSON reads a JSON body into v: Content-Type must be
-// application/json (415), the body at most limit bytes (413), and every
-// field known (400).
-func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+// decodeJSONBody reads a JSON object body, calling field for each of its
+// members: Content-Type must be application/json (415), the body at most
+// limit bytes (413), the JSON valid and every field known (400).
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, limit int64, field func(key string, value []byte) (bool, error)) error {
 	if !isJSON(r) {
 		return &statusError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
 	}
@@ -186,15 +208,30 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return wspush.Errorf(wspush.ErrBadRequest, "malformed JSON body: "+err.Error())
-	}
-	if dec.More() {
-		return wspush.Errorf(wspush.ErrBadRequest, "malformed JSON body: more than one value")
-	}
-	return nil
+	return decodeObject(body, field)
+}
+
+// decodePublish reads the body of POST /api/publish. Data is a slice of the
+// body, which is never reused.
+func decodePublish(w http.ResponseWriter, r *http.Request, limit int64) (publishRequest, error) {
+	var req publishRequest
+	err := decodeJSONBody(w, r, limit, func(key string, v []byte) (bool, error) {
+		var err error
+		switch key {
+		case "channel":
+			req.Channel, err = stringField(key, v)
+		case "channels":
+			if err = json.Unmarshal(v, &req.Channels); err != nil {
+				err = wspush.Errorf(wspush.ErrBadRequest, `malformed JSON body: "channels" must be a list of strings`)
+			}
+		case "data":
+			req.Data = v
+		default:
+			return false, nil
+		}
+		return true, err
+	})
+	return req, err
 }
 
 // compact returns data without insignificant whitespace, so that a pushed
