@@ -176,7 +176,7 @@ func TestErrorRepliesKeepConnectionOpen(t *testing.T) {
 		name, frame, code string
 		id                int64
 	}{
-		{"malformed JSON", `{"id":1,"op":"subscribe",`, "bad_request", -1},
+		{"malformed JSON", `{"id":1,"op":"subscribe",`, "bad_request", 1},
 		{"not an object", `[1,2]`, "bad_request", -1},
 		{"plain text", `hello`, "bad_request", -1},
 		{"missing op", `{"id":2}`, "bad_request", 2},
@@ -268,8 +268,8 @@ func TestRateLimit(t *testing.T) {
 	for {
 		f := c.next()
 		if f.Type == "reply" && !f.OK {
-			if f.Error.Code != "rate_limited" {
-				t.Fatalf("got %+v, want rate_limited", f.Error)
+			if f.Error.Code != "rate_limited" || f.ID == nil || *f.ID != 99 {
+				t.Fatalf("got %+v (id %v), want rate_limited for id 99", f.Error, f.ID)
 			}
 			break
 		}
@@ -726,5 +726,27 @@ func TestHealthAndPages(t *testing.T) {
 	// A plain GET of /ws is not a WebSocket handshake.
 	if r := post(t, "GET", s.URL+"/ws", "", "", nil); r.Status != 400 || r.errorCode() != "bad_request" {
 		t.Errorf("GET /ws without upgrade: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestShutdownDoesNotWaitForSilentConnections(t *testing.T) {
+	s := startServer(t)
+	// A browser keeps a spare connection open without sending a request.
+	idle, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	c := dial(t, s.WS, nil) // and the HTTP server has seen the spare one
+	c.subscribe("x")
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(t) }()
+	c.expectClose(1001) // reading, so that the close handshake completes
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown took %v with a silent connection open", d)
 	}
 }

@@ -62,11 +62,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	fresh := newConnTracker()
 	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ConnState:         fresh.track,
 	}
 
 	// Every goroutine below is owned here and waited for before returning.
@@ -105,6 +107,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer cancel()
 	var stopping sync.WaitGroup
 	stopping.Go(func() {
+		// Shutdown waits 5 s for a connection that has not sent a request
+		// yet (browsers open spare ones); such a connection has nothing in
+		// flight, so it is closed now.
+		fresh.closeAll()
 		if err := httpSrv.Shutdown(sctx); err != nil {
 			logger.Warn("http shutdown incomplete", "err", err)
 			_ = httpSrv.Close()
@@ -153,4 +159,33 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// connTracker keeps the HTTP connections that have not sent a request yet.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newConnTracker() *connTracker { return &connTracker{conns: map[net.Conn]struct{}{}} }
+
+// track is the http.Server's ConnState hook.
+func (t *connTracker) track(c net.Conn, state http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if state == http.StateNew {
+		t.conns[c] = struct{}{}
+	} else {
+		delete(t.conns, c)
+	}
+}
+
+// closeAll closes the connections that are still waiting for a request.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		_ = c.Close()
+		delete(t.conns, c)
+	}
 }

@@ -11,5 +11,9 @@ import (
 //go:embed static
 var static embed.FS
 
-// FS is the site root: index.html (the chat page), wspush.js (the client).
+// FS is the site root:
+//
+//	index.html, chat.js, chat.css, favicon.svg   the group chat (群聊天室)
+//	wspush.js                                    the JavaScript client, a classic script
+//	wspush.mjs                                   the same client as an ES module
 var FS, _ = fs.Sub(static, "static")

@@ -62,14 +62,18 @@ func (s *session) channelList() []string {
 
 // HandleMessage implements ws.Session: it runs one command.
 func (s *session) HandleMessage(binary bool, payload []byte) {
-	if !s.allow() {
-		return
-	}
 	if binary {
-		s.strike(nil, wspush.Errorf(wspush.ErrBadRequest, "binary frames are not supported: send JSON text frames"))
+		if s.allow(nil) {
+			s.strike(nil, wspush.Errorf(wspush.ErrBadRequest, "binary frames are not supported: send JSON text frames"))
+		}
 		return
 	}
+	// Decoded before the rate limit, so that a rate_limited reply carries
+	// the command's id.
 	cmd, err := DecodeCommand(payload)
+	if !s.allow(cmd.ID) {
+		return
+	}
 	if err != nil {
 		s.strike(cmd.ID, err)
 		return
@@ -166,7 +170,7 @@ func (s *session) strike(id *int64, err error) {
 // allow applies the per-connection command rate limit (a token bucket). A
 // command over the limit gets rate_limited; a client that keeps sending
 // regardless is closed with 4008.
-func (s *session) allow() bool {
+func (s *session) allow(id *int64) bool {
 	now := time.Now()
 	cfg := &s.proto.cfg
 	s.tokens = min(s.tokens+now.Sub(s.refill).Seconds()*cfg.RateLimit, float64(cfg.RateBurst))
@@ -179,7 +183,7 @@ func (s *session) allow() bool {
 		s.conn.Close(ws.CloseRateLimited, "rate limited: too many commands")
 		return false
 	}
-	s.reply(nil, wspush.Errorf(wspush.ErrRateLimited, "rate limited: at most "+strconv.FormatFloat(cfg.RateLimit, 'f', -1, 64)+" commands per second"))
+	s.reply(id, wspush.Errorf(wspush.ErrRateLimited, "rate limited: at most "+strconv.FormatFloat(cfg.RateLimit, 'f', -1, 64)+" commands per second"))
 	return false
 }
 
