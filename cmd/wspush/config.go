@@ -281,8 +281,8 @@ func (s *size) String() string {
 	return strconv.FormatInt(n, 10)
 }
 
-func (s *size) Set(v string) error {
-	v = strings.TrimSpace(v)
+func (s *size) Set(text string) error {
+	v := strings.TrimSpace(text)
 	mult := int64(1)
 	for _, u := range []struct {
 		suffix string
@@ -294,12 +294,18 @@ func (s *size) Set(v string) error {
 		}
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("bad size %q: want bytes, or a number with KiB or MiB", v)
+	if err != nil || n < 0 || n > (1<<63-1)/mult {
+		return fmt.Errorf("bad size %q: want bytes, or a number with KiB or MiB", text)
 	}
 	*s = size(n * mult)
 	return nil
 }
 
 // UnmarshalYAML reads a size from a number or a string such as "64KiB".
-func (s *size) UnmarshalYAML(n *yaml.Node) error { return s.Set(n.Value) }
+// Its errors give the line, as the YAML decoder's own do.
+func (s *size) UnmarshalYAML(n *yaml.Node) error {
+	if err := s.Set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}

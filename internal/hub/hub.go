@@ -95,13 +95,17 @@ func (h *Hub) index(channel string) int {
 	return int(maphash.String(h.seed, channel) % numShards)
 }
 
-// Connect adds s to the connections that broadcasts reach.
+// Connect adds s to the connections that broadcasts reach. Connecting
+// twice is a no-op.
 func (h *Hub) Connect(s Subscriber) {
 	cs := &h.all[s.ID()%numShards]
 	cs.mu.Lock()
+	_, dup := cs.conns[s]
 	cs.conns[s] = struct{}{}
 	cs.mu.Unlock()
-	h.connections.Add(1)
+	if !dup {
+		h.connections.Add(1)
+	}
 }
 
 // Disconnect removes s from the connections that broadcasts reach. The

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
 
 	"github.com/wspush/wspush"
 )
@@ -39,6 +41,8 @@ func DecodeCommand(frame []byte) (Command, error) {
 		cmd = Command{}
 		if json.Unmarshal(frame, &idOnly) == nil {
 			cmd.ID = idOnly.ID
+		} else {
+			cmd.ID = leadingID(frame) // not JSON: read the id as far as the frame parses
 		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
@@ -50,4 +54,40 @@ func DecodeCommand(frame []byte) (Command, error) {
 		return cmd, wspush.Errorf(wspush.ErrBadRequest, "malformed command: missing op")
 	}
 	return cmd, nil
+}
+
+// leadingID returns the top-level "id" of a frame that is not valid JSON,
+// when the frame parses up to and including it: {"id":7,"op":} gives 7.
+// It returns nil when the id is missing, is no int64, or comes after the
+// point where the frame breaks.
+func leadingID(frame []byte) *int64 {
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	for {
+		t, err := dec.Token()
+		key, ok := t.(string)
+		if err != nil || !ok {
+			return nil
+		}
+		if !strings.EqualFold(key, "id") { // json.Unmarshal matches keys case-insensitively too
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil
+			}
+			continue
+		}
+		t, err = dec.Token()
+		n, ok := t.(json.Number)
+		if err != nil || !ok {
+			return nil
+		}
+		id, err := strconv.ParseInt(n.String(), 10, 64)
+		if err != nil {
+			return nil
+		}
+		return &id
+	}
 }

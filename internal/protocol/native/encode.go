@@ -41,7 +41,12 @@ func (*Encoder) welcome(clientID string, channels []string, ping time.Duration) 
 	b = append(b, `,"version":1`...)
 	if ping > 0 {
 		b = append(b, `,"ping_interval":`...)
-		b = strconv.AppendInt(b, int64(ping/time.Second), 10)
+		// Whole seconds, rounded up: a sub-second interval is not 0 (none).
+		secs := ping / time.Second
+		if ping%time.Second != 0 {
+			secs++
+		}
+		b = strconv.AppendInt(b, int64(secs), 10)
 	}
 	if len(channels) > 0 {
 		b = append(b, `,"channels":`...)
