@@ -231,7 +231,8 @@ func (c *Conn) feed(data []byte) {
 	if c.ignoreRead {
 		return
 	}
-	if len(c.pending) > 0 {
+	own := len(c.pending) > 0 // data is c.pending, sized for the frame it starts with
+	if own {
 		c.pending = append(c.pending, data...)
 		data = c.pending
 	}
@@ -249,22 +250,28 @@ func (c *Conn) feed(data []byte) {
 			c.failRead(CloseProtocolError, "protocol error: client frames must be masked")
 			return
 		}
-		if !h.control() && int64(len(c.frag))+h.length > limit {
+		// Not len(frag)+length > limit: a length near 2^63 would overflow.
+		if !h.control() && h.length > limit-int64(len(c.frag)) {
 			c.failRead(CloseTooLarge, "message too large")
 			return
 		}
 		end := n + int(h.length)
 		if len(data) < end {
-			// Keep the partial frame, with room for all of it.
-			p := make([]byte, len(data), end)
-			copy(p, data)
-			c.pending = p
+			// Keep the partial frame, with room for all of it. A frame that
+			// trickles in is copied once, not once per read.
+			if !own || cap(data) < end {
+				p := make([]byte, len(data), end)
+				copy(p, data)
+				data = p
+			}
+			c.pending = data
 			return
 		}
 		payload := data[n:end]
 		mask(payload, h.mask)
 		c.handleFrame(h, payload)
 		data = data[end:]
+		own = false // a partial frame left over gets a buffer of its size
 	}
 	if len(data) == 0 || c.ignoreRead {
 		c.pending = nil

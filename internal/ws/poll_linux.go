@@ -217,6 +217,9 @@ func (c *Conn) writeBatch(frames [][]byte) error {
 		if len(iov) == 0 {
 			return nil
 		}
+		if c.srv.writeHook != nil {
+			c.srv.writeHook(len(iov))
+		}
 		var n int
 		var errno unix.Errno
 		err := c.rc.Write(func(fd uintptr) bool {

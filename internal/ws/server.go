@@ -80,8 +80,13 @@ type Server struct {
 	running  atomic.Bool
 	started  chan struct{} // closed once Run accepts connections
 	stopping atomic.Bool
-	poller   *poller        // nil when every connection has a reader goroutine
-	wg       sync.WaitGroup // readers and writers
+	// upgradeMu orders upgrades with Shutdown and the end of Run: Upgrade
+	// checks that connections are still accepted, registers its own and
+	// starts reading it under the read lock; running and stopping change
+	// (for good) under the write lock, so no connection registers after.
+	upgradeMu sync.RWMutex
+	poller    *poller        // nil when every connection has a reader goroutine
+	wg        sync.WaitGroup // readers and writers
 
 	nextID    atomic.Uint64
 	shards    [connShards]connShard
@@ -92,6 +97,10 @@ type Server struct {
 	overflows atomic.Uint64
 	closesMu  sync.Mutex
 	closes    map[int]uint64
+
+	// writeHook, set by tests before Run, is called before each write call
+	// of a writer (one writev) with the number of frames it carries.
+	writeHook func(frames int)
 }
 
 const connShards = 16
@@ -144,7 +153,9 @@ loop:
 			break loop
 		}
 	}
+	s.upgradeMu.Lock()
 	s.running.Store(false)
+	s.upgradeMu.Unlock()
 	s.abortAll()
 	if s.poller != nil {
 		s.poller.stop()
@@ -206,6 +217,14 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, open func(*Conn
 		if rc, err := tc.SyscallConn(); err == nil {
 			c.rc = rc
 		}
+	}
+	s.upgradeMu.RLock()
+	defer s.upgradeMu.RUnlock()
+	if !s.running.Load() || s.stopping.Load() {
+		// Shutdown or the end of Run came during the handshake.
+		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
+		_ = nc.Close()
+		return nil
 	}
 	s.register(c)
 	c.readMu.Lock()
@@ -298,11 +317,14 @@ func (s *Server) sweep(now int64) {
 		c.mu.Unlock()
 		switch state {
 		case stateOpen:
-			quiet := now - c.lastRead.Load()
+			last := c.lastRead.Load()
+			pinged := c.lastPing > last // a ping is out, unanswered
 			switch {
-			case quiet >= timeout:
+			case now-last >= timeout && pinged && now-c.lastPing >= timeout-ping:
+				// Silent for the whole timeout, and a ping had time to be
+				// answered: a late sweep never closes an unpinged connection.
 				c.Close(CloseHeartbeatTimeout, "heartbeat timeout")
-			case quiet >= ping && now-c.lastPing >= ping:
+			case now-last >= ping && !pinged:
 				c.lastPing = now
 				c.Send(pingFrame)
 			}
@@ -318,7 +340,9 @@ func (s *Server) sweep(now int64) {
 // already queued, and waits until all are gone or ctx is done, when the rest
 // are cut off. New upgrades are refused from the start.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.upgradeMu.Lock() // upgrades under way register before this, later ones not at all
 	s.stopping.Store(true)
+	s.upgradeMu.Unlock()
 	s.each(func(c *Conn) { c.Close(CloseGoingAway, "server shutting down") })
 	if s.count.Load() == 0 {
 		return nil

@@ -9,6 +9,9 @@ import (
 // connection supports it), for connections without a raw socket.
 func (c *Conn) writeBuffers(frames [][]byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if c.srv.writeHook != nil {
+		c.srv.writeHook(len(frames))
+	}
 	bufs := net.Buffers(frames)
 	_, err := bufs.WriteTo(c.nc)
 	return err

@@ -1,0 +1,13 @@
+//go:build linux
+
+package ws
+
+// pollerConns returns how many connections the Server's poller watches.
+func pollerConns(s *Server) int {
+	if s.poller == nil {
+		return 0
+	}
+	s.poller.mu.RLock()
+	defer s.poller.mu.RUnlock()
+	return len(s.poller.conns)
+}
