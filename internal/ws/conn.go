@@ -56,7 +56,7 @@ type Conn struct {
 	queued        int      // bytes in queue
 	writing       bool     // a writer goroutine is running
 	state         connState
-	closeDeadline int64 // UnixNano after which a closing connection is aborted
+	closeDeadline int64 // UnixNano after which a connection whose close frame is out is aborted
 	closeCode     int   // the code of the close frame sent, or received first
 	peerClosed    bool  // the peer sent a close frame
 }
@@ -98,8 +98,9 @@ func (c *Conn) SendText(payload []byte) bool {
 
 // Close starts the closing handshake with code and reason: frames already
 // queued are sent first (for CloseSlowConsumer they are dropped), then the
-// close frame. A peer that does not answer within the close timeout is cut
-// off. Close does not wait; calls after the first do nothing.
+// close frame. A peer that does not answer within the close timeout of the
+// close frame's sending is cut off (one that reads nothing at all, within
+// the write timeout). Close does not wait; calls after the first do nothing.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -108,7 +109,6 @@ func (c *Conn) Close(code int, reason string) {
 	}
 	c.state = stateClosing
 	c.closeCode = code
-	c.closeDeadline = time.Now().Add(c.srv.cfg.CloseTimeout).UnixNano()
 	if code == CloseSlowConsumer {
 		clear(c.queue)
 		c.queue = c.queue[:0]
@@ -170,6 +170,7 @@ func (c *Conn) writeLoop() {
 func (c *Conn) closeSent() {
 	c.mu.Lock()
 	c.state = stateDone
+	c.closeDeadline = time.Now().Add(c.srv.cfg.CloseTimeout).UnixNano()
 	peerClosed := c.peerClosed
 	c.mu.Unlock()
 	if peerClosed {

@@ -328,8 +328,8 @@ func (s *Server) sweep(now int64) {
 				c.lastPing = now
 				c.Send(pingFrame)
 			}
-		case stateClosing, stateDone:
-			if now >= deadline && deadline != 0 {
+		case stateDone:
+			if deadline != 0 && now >= deadline {
 				c.abort()
 			}
 		}
