@@ -54,7 +54,7 @@ type Conn struct {
 	mu            sync.Mutex
 	queue         [][]byte // frames not yet taken by the writer
 	queued        int      // bytes in queue
-	writing       bool     // a writer goroutine is running
+	writing       bool     // the flusher pool or a writer goroutine owns the writes
 	state         connState
 	closeDeadline int64 // UnixNano after which a connection whose close frame is out is aborted
 	closeCode     int   // the code of the close frame sent, or received first
@@ -118,29 +118,43 @@ func (c *Conn) Close(code int, reason string) {
 	c.startWriterLocked()
 }
 
-// startWriterLocked starts the writer goroutine unless one runs. c.mu is held.
+// startWriterLocked makes sure something writes c's queue: the flusher
+// pool for a polled socket, else a writer goroutine. c.mu is held.
 func (c *Conn) startWriterLocked() {
-	if !c.writing {
-		c.writing = true
-		c.srv.wg.Add(1)
-		go c.writeLoop()
+	if c.writing {
+		return
 	}
+	c.writing = true
+	if c.rc != nil && c.srv.flush != nil {
+		c.srv.flush.push(c)
+		return
+	}
+	c.srv.wg.Add(1)
+	go c.writeLoop(nil, nil, false)
 }
 
-// writeLoop writes what is queued, a batch per system call, until the queue
-// is empty, then exits. It is the only writer of the socket.
-func (c *Conn) writeLoop() {
+// writeLoop is the writer goroutine of a connection whose writes must
+// wait: it first writes rest (what is left of batch, which ended with the
+// close frame if closing), then what is queued, a batch per writev, until
+// the queue is empty, then exits. It is the only writer of the socket.
+func (c *Conn) writeLoop(batch, rest [][]byte, closing bool) {
 	defer c.srv.wg.Done()
-	var batch [][]byte
 	for {
+		if len(rest) > 0 {
+			_, err := c.writev(rest, true)
+			rest = nil
+			clear(batch)
+			batch = batch[:0]
+			if err != nil {
+				c.abort()
+			} else if closing {
+				c.closeSent()
+			}
+		}
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.state == stateDone {
-			c.writing = false
-			// An idle connection keeps no queue storage.
-			putBatch(c.queue)
-			c.queue, c.queued = nil, 0
+			c.stopWritingLocked(batch)
 			c.mu.Unlock()
-			putBatch(batch)
 			return
 		}
 		if batch == nil {
@@ -148,19 +162,9 @@ func (c *Conn) writeLoop() {
 		}
 		batch, c.queue = c.queue, batch
 		c.queued = 0
-		closing := c.state == stateClosing // then the close frame ends this batch
+		closing = c.state == stateClosing // then the close frame ends this batch
 		c.mu.Unlock()
-
-		err := c.writeBatch(batch)
-		clear(batch)
-		batch = batch[:0]
-		if err != nil {
-			c.abort()
-			continue // the loop sees stateDone and exits
-		}
-		if closing {
-			c.closeSent()
-		}
+		rest = batch
 	}
 }
 

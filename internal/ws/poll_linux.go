@@ -193,13 +193,17 @@ var iovecs = sync.Pool{New: func() any { v := make([]unix.Iovec, 0, maxIovecs); 
 // maxIovecs is IOV_MAX on Linux.
 const maxIovecs = 1024
 
-// writeBatch writes frames with as few writev calls as it takes, waiting
-// (up to the write timeout) while the socket is full.
-func (c *Conn) writeBatch(frames [][]byte) error {
+// writev writes frames with as few writev calls as it takes. With wait,
+// it waits (up to the write timeout) while the socket is full; without, it
+// stops there with errWouldBlock and returns the frames left to write (the
+// first one resliced past what was written; the frames' bytes untouched).
+func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 	if c.rc == nil {
-		return c.writeBuffers(frames)
+		return nil, c.writeBuffers(frames)
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if wait {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	}
 	vp := iovecs.Get().(*[]unix.Iovec)
 	defer func() { clear((*vp)[:cap(*vp)]); *vp = (*vp)[:0]; iovecs.Put(vp) }()
 	for len(frames) > 0 {
@@ -215,7 +219,7 @@ func (c *Conn) writeBatch(frames [][]byte) error {
 			}
 		}
 		if len(iov) == 0 {
-			return nil
+			return nil, nil
 		}
 		if c.srv.writeHook != nil {
 			c.srv.writeHook(len(iov))
@@ -223,20 +227,30 @@ func (c *Conn) writeBatch(frames [][]byte) error {
 		var n int
 		var errno unix.Errno
 		err := c.rc.Write(func(fd uintptr) bool {
-			r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-			if e == unix.EAGAIN || e == unix.EINTR {
-				return false // wait until writable, then try again
+			for {
+				r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+				switch {
+				case e == unix.EINTR:
+					continue
+				case e == unix.EAGAIN && wait:
+					return false // wait until writable, then try again
+				}
+				n, errno = int(r), e
+				return true
 			}
-			n, errno = int(r), e
-			return true
 		})
-		if err != nil {
-			return err
-		}
-		if errno != 0 {
-			return errno
+		switch {
+		case err != nil:
+			return frames, err
+		case errno == unix.EAGAIN:
+			return frames, errWouldBlock
+		case errno != 0:
+			return frames, errno
 		}
 		frames = consume(frames, n)
+		if len(frames) > 0 && !wait {
+			return frames, errWouldBlock // a short write: the socket is full
+		}
 	}
-	return nil
+	return nil, nil
 }

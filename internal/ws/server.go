@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,7 @@ type Server struct {
 	// (for good) under the write lock, so no connection registers after.
 	upgradeMu sync.RWMutex
 	poller    *poller        // nil when every connection has a reader goroutine
+	flush     *flusher       // writes polled connections; nil with the poller
 	wg        sync.WaitGroup // readers and writers
 
 	nextID    atomic.Uint64
@@ -133,6 +135,11 @@ func (s *Server) Run(ctx context.Context) error {
 		s.poller = p
 		pollErr = make(chan error, 1)
 		go func() { pollErr <- p.run(s.dispatch) }()
+		s.flush = newFlusher()
+		for range runtime.GOMAXPROCS(0) {
+			s.wg.Add(1)
+			go s.runFlusher()
+		}
 	}
 	s.running.Store(true)
 	close(s.started)
@@ -157,6 +164,9 @@ loop:
 	s.running.Store(false)
 	s.upgradeMu.Unlock()
 	s.abortAll()
+	if s.flush != nil {
+		s.flush.stop()
+	}
 	if s.poller != nil {
 		s.poller.stop()
 		if pollErr != nil && err == nil {

@@ -1,0 +1,158 @@
+package ws
+
+import (
+	"errors"
+	"sync"
+)
+
+// flusher is the small pool of goroutines that write the queues of polled
+// connections. A connection with frames waiting is in its FIFO at most once;
+// a worker writes everything the connection has queued with one
+// non-blocking writev and, if more arrived meanwhile, puts it back at the
+// end. Under load the FIFO grows, each connection waits its turn longer and
+// accumulates more frames, and the writes get larger and fewer: batching
+// adapts to the load without a timer. A connection whose socket is full
+// (the write would block) leaves the pool for a writer goroutine of its own,
+// which waits for the socket without holding a worker.
+type flusher struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*Conn // queue[head:] waits, oldest first
+	head    int
+	idle    int // workers waiting in pop
+	stopped bool
+}
+
+func newFlusher() *flusher {
+	f := &flusher{}
+	f.cond.L = &f.mu
+	return f
+}
+
+// push queues c, whose writing flag the caller has set.
+func (f *flusher) push(c *Conn) {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return
+	}
+	if f.head > 0 && f.head == len(f.queue) {
+		f.queue, f.head = f.queue[:0], 0
+	}
+	f.queue = append(f.queue, c)
+	wake := f.idle > 0
+	f.mu.Unlock()
+	if wake {
+		f.cond.Signal()
+	}
+}
+
+// popBatch waits for connections and moves up to cap(dst) of them into dst.
+// It returns an empty slice once the flusher is stopped.
+func (f *flusher) popBatch(dst []*Conn) []*Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.head == len(f.queue) && !f.stopped {
+		f.idle++
+		f.cond.Wait()
+		f.idle--
+	}
+	if f.stopped {
+		return dst[:0]
+	}
+	n := min(cap(dst), len(f.queue)-f.head)
+	dst = append(dst[:0], f.queue[f.head:f.head+n]...)
+	clear(f.queue[f.head : f.head+n])
+	f.head += n
+	// Give back the memory of a FIFO that grew under a burst.
+	if f.head == len(f.queue) && cap(f.queue) > 4096 {
+		f.queue, f.head = nil, 0
+	}
+	return dst
+}
+
+// stop wakes every worker and makes them return.
+func (f *flusher) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	clear(f.queue)
+	f.queue, f.head = nil, 0
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+// flushBatch is how many connections a worker takes from the FIFO at once.
+const flushBatch = 32
+
+// runFlusher is one worker of the pool; Run owns it.
+func (s *Server) runFlusher() {
+	defer s.wg.Done()
+	buf := make([]*Conn, 0, flushBatch)
+	for {
+		buf = s.flush.popBatch(buf)
+		if len(buf) == 0 {
+			return
+		}
+		for i, c := range buf {
+			c.flushOnce()
+			buf[i] = nil
+		}
+	}
+}
+
+// errWouldBlock is a write stopped because the socket is full.
+var errWouldBlock = errors.New("write would block")
+
+// flushOnce writes what c has queued without waiting for the socket. It
+// runs on a flusher worker, which owns c's writing until it hands it on.
+func (c *Conn) flushOnce() {
+	c.mu.Lock()
+	if len(c.queue) == 0 || c.state == stateDone {
+		c.stopWritingLocked(nil)
+		c.mu.Unlock()
+		return
+	}
+	batch := c.queue
+	c.queue, c.queued = nil, 0
+	closing := c.state == stateClosing
+	c.mu.Unlock()
+
+	rest, err := c.writev(batch, false)
+	switch {
+	case errors.Is(err, errWouldBlock):
+		// The peer reads slower than we write: a goroutine of its own
+		// waits for the socket, and the workers go on with the others.
+		c.srv.wg.Add(1)
+		go c.writeLoop(batch, rest, closing)
+		return
+	case err != nil:
+		c.abort()
+		c.mu.Lock()
+		c.stopWritingLocked(batch)
+		c.mu.Unlock()
+		return
+	}
+	if closing {
+		c.closeSent()
+	}
+	c.mu.Lock()
+	if len(c.queue) > 0 && c.state != stateDone {
+		c.mu.Unlock()
+		putBatch(batch)
+		c.srv.flush.push(c) // more came while writing: back of the line
+		return
+	}
+	c.stopWritingLocked(batch)
+	c.mu.Unlock()
+}
+
+// stopWritingLocked ends c's writing: an idle connection keeps no queue
+// storage. spare is a batch to give back. c.mu is held.
+func (c *Conn) stopWritingLocked(spare [][]byte) {
+	c.writing = false
+	putBatch(spare)
+	if len(c.queue) == 0 || c.state == stateDone {
+		putBatch(c.queue)
+		c.queue, c.queued = nil, 0
+	}
+}
