@@ -4,6 +4,7 @@
 //
 //	wspush serve      run the server (:7777, in-memory broker)
 //	wspush publish    publish a message through a server's API
+//	wspush bench      load-test a server (conns, fanout, publish)
 //	wspush version    print the version
 //
 // This is the only package that wires the others together.
@@ -53,6 +54,7 @@ const usage = `wspush: a WebSocket push server
 Usage:
   wspush serve [flags]                 run the server (see wspush serve --help)
   wspush publish [flags] DATA          publish DATA through a server's API
+  wspush bench conns|fanout|publish    load-test a server (see docs/bench.md)
   wspush version                       print the version
 
 Quick start:
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "publish":
 		return runPublish(ctx, rest, getenv, stdin, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wspush", version())
 		return nil
