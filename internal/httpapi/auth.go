@@ -13,6 +13,7 @@ import (
 // "Authorization: Bearer <key>" (401 otherwise). Without one, only loopback
 // callers are answered (403 otherwise).
 func requireAPIKey(key string) func(http.Handler) http.Handler {
+	want := []byte(key)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if key == "" {
@@ -24,7 +25,7 @@ func requireAPIKey(key string) func(http.Handler) http.Handler {
 				return
 			}
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(key)) != 1 {
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="wspush"`)
 				if !ok {
 					writeError(w, wspush.Errorf(wspush.ErrUnauthorized, "missing API key: send Authorization: Bearer <key>"))

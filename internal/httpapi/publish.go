@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -26,11 +27,17 @@ type publishRequest struct {
 // okBody is the answer to a successful publish.
 var okBody = []byte("{\"ok\":true}\n")
 
+// Header values of okBody; net/http only reads them, so they are shared.
+var (
+	jsonContentType = []string{"application/json"}
+	okLength        = []string{strconv.Itoa(len(okBody))}
+)
+
 // writeOK answers a successful publish.
 func writeOK(w http.ResponseWriter) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(okBody))}
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = okLength
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(okBody)
 }
@@ -171,7 +178,11 @@ func unavailable(err error) error {
 
 // isJSON reports whether the request says its body is JSON.
 func isJSON(r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if ct == "application/json" {
+		return true // the usual case, without parsing
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
 }
 
@@ -180,6 +191,14 @@ func isJSON(r *http.Request) bool {
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, wspush.Errorf(wspush.ErrTooLarge, "body too large: at most "+strconv.FormatInt(limit, 10)+" bytes")
+	}
+	if r.ContentLength >= 0 {
+		// net/http's body reader holds the request to its Content-Length.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, wspush.Errorf(wspush.ErrBadRequest, "reading body: "+err.Error())
+		}
+		return body, nil
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -248,6 +267,9 @@ func compact(data []byte) json.RawMessage {
 }
 
 func dedupe(chans []string) []string {
+	if len(chans) < 2 {
+		return chans
+	}
 	seen := make(map[string]bool, len(chans))
 	out := chans[:0:0]
 	for _, c := range chans {

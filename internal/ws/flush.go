@@ -2,6 +2,7 @@ package ws
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 )
 
@@ -93,6 +94,10 @@ func (s *Server) runFlusher() {
 		if len(buf) == 0 {
 			return
 		}
+		// Let the goroutines that are ready run first: under load they are
+		// publishers, and what they queue now goes out in the writes below.
+		// On an idle server this returns at once.
+		runtime.Gosched()
 		for i, c := range buf {
 			c.flushOnce()
 			buf[i] = nil
