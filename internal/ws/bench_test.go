@@ -117,4 +117,3 @@ func BenchmarkSend(b *testing.B) {
 	clients[0].conn.Close()
 	wg.Wait()
 }
-
