@@ -1,6 +1,9 @@
 package wspush
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Broker moves published messages between the nodes of a cluster. It knows
 // nothing of WebSockets: it takes messages from Publish on any node and hands
@@ -13,7 +16,13 @@ type Broker interface {
 	// node, if m.Broadcast), this one included. Messages published one after
 	// another from one goroutine reach each node in the same order. When
 	// Publish returns nil the broker has accepted the message.
-	Publish(ctx context.Context, m *Message) error
+	//
+	// With opts.HistorySize > 0 (a publication to a channel that keeps
+	// history), the broker also appends m to the channel's history, gives it
+	// the channel's next offset and its epoch (set in m before any node
+	// receives it) and returns its position. Every node receives a channel's
+	// messages in offset order. Publish does not keep m after it returns.
+	Publish(ctx context.Context, m *Message, opts PublishOptions) (StreamPosition, error)
 
 	// Subscribe declares that this node has local subscribers of channel.
 	// When it returns nil, messages published to channel afterwards reach
@@ -44,3 +53,61 @@ type HandlerFunc func(m *Message)
 
 // HandleMessage calls f(m).
 func (f HandlerFunc) HandleMessage(m *Message) { f(m) }
+
+// PublishOptions say how a broker keeps a publication.
+type PublishOptions struct {
+	// HistorySize is how many messages the channel's history keeps; 0
+	// keeps none (and assigns no offset).
+	HistorySize int
+	// HistoryTTL is how long a message stays in the history; the history
+	// of a channel without publications for this long is dropped, and the
+	// channel gets a new epoch.
+	HistoryTTL time.Duration
+}
+
+// History is implemented by brokers that keep channel history.
+type History interface {
+	// History reads channel's history. It returns the channel's current
+	// position even when the history is empty.
+	History(ctx context.Context, channel string, q HistoryQuery) (HistoryResult, error)
+}
+
+// HistoryQuery selects messages of a channel's history.
+type HistoryQuery struct {
+	// Since, if set, asks for the messages after Since.Offset, oldest
+	// first. Without it, the newest Limit messages are returned, oldest
+	// first.
+	Since *StreamPosition
+	// Limit bounds the messages returned; 0 or less means all kept.
+	Limit int
+}
+
+// HistoryResult is the answer to a HistoryQuery.
+type HistoryResult struct {
+	Messages []*Message
+	// Position is the channel's latest offset and its epoch.
+	Position StreamPosition
+	// Complete is set, for a query with Since, when Since is in the current
+	// epoch and no message after it has been dropped from the history yet:
+	// Messages (with Limit permitting) are exactly what came after Since.
+	Complete bool
+}
+
+// Presence is implemented by brokers that know who is subscribed where.
+type Presence interface {
+	// AddPresence records that c is subscribed to channel. An entry not
+	// refreshed within ttl may expire (0: it lasts until removed).
+	AddPresence(ctx context.Context, channel string, c ClientInfo, ttl time.Duration) error
+	// RemovePresence forgets that the client is subscribed to channel.
+	RemovePresence(ctx context.Context, channel, clientID string) error
+	// Presence returns the clients subscribed to channel, by client id.
+	Presence(ctx context.Context, channel string) (map[string]ClientInfo, error)
+	// PresenceStats counts the clients and distinct users of channel.
+	PresenceStats(ctx context.Context, channel string) (PresenceStats, error)
+}
+
+// PresenceStats counts a channel's subscribers.
+type PresenceStats struct {
+	Clients int `json:"num_clients"`
+	Users   int `json:"num_users"` // distinct non-empty user ids
+}

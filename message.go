@@ -3,8 +3,11 @@ package wspush
 import "encoding/json"
 
 // Message is one publication: a JSON value for the subscribers of a channel,
-// or for every connection when Broadcast is set.
+// or for every connection when Broadcast is set; or the news that a client
+// joined or left a channel.
 type Message struct {
+	// Kind says what the message is; the zero value is a publication.
+	Kind Kind
 	// Channel the message is published to; empty when Broadcast is set.
 	Channel string
 	// Data is the published JSON value, already validated. Its bytes are
@@ -13,6 +16,42 @@ type Message struct {
 	// Broadcast delivers the message to every connection on every node,
 	// whatever it is subscribed to.
 	Broadcast bool
+	// Offset and Epoch place a publication in its channel's history; the
+	// broker sets them, and only for channels that keep history (Offset 0
+	// otherwise). Offsets count 1, 2, 3... within an epoch.
+	Offset uint64
+	Epoch  string
+	// Client is who joined or left, for KindJoin and KindLeave.
+	Client *ClientInfo
+}
+
+// Kind is the kind of a Message.
+type Kind uint8
+
+// Kinds of messages.
+const (
+	KindPublication Kind = iota // data published to a channel
+	KindJoin                    // a client subscribed to the channel
+	KindLeave                   // a client left the channel
+)
+
+// Position returns where m stands in its channel's history.
+func (m *Message) Position() StreamPosition { return StreamPosition{Offset: m.Offset, Epoch: m.Epoch} }
+
+// StreamPosition is a place in a channel's history: an offset within an
+// epoch. The epoch changes when the history is lost (a restart of the memory
+// broker, expiry of an idle channel), so that a client holding an old
+// position knows its offsets mean nothing any more.
+type StreamPosition struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// ClientInfo describes a subscriber, in presence and in join/leave messages.
+type ClientInfo struct {
+	ClientID string          `json:"client_id"`
+	UserID   string          `json:"user_id,omitempty"`
+	Info     json.RawMessage `json:"info,omitempty"`
 }
 
 // MaxChannelLength is the longest channel name the protocol allows, in bytes.

@@ -143,8 +143,42 @@ func (c *config) validate() error {
 			bad("namespaces: %q is not a valid namespace name", ns.Name)
 		}
 		seen[ns.Name] = true
+		checkChannelOptions(fmt.Sprintf("namespaces[%s]", ns.Name), ns.ChannelOptions, bad)
 	}
+	checkChannelOptions("default_namespace", c.DefaultNamespace, bad)
 	return errors.Join(errs...)
+}
+
+// Limits of the per-namespace history settings.
+const (
+	// maxHistorySize bounds history_size: every channel of the namespace
+	// may keep this many messages in memory (or in Redis).
+	maxHistorySize = 10000
+	// defaultHistoryTTL is history_ttl when history_size is set without it.
+	defaultHistoryTTL = 10 * time.Minute
+)
+
+// checkChannelOptions validates a namespace's options.
+func checkChannelOptions(where string, o wspush.ChannelOptions, bad func(string, ...any)) {
+	if o.HistorySize < 0 || o.HistorySize > maxHistorySize {
+		bad("%s: history_size must be 0-%d, not %d", where, maxHistorySize, o.HistorySize)
+	}
+	if o.HistoryTTL < 0 {
+		bad("%s: history_ttl must not be negative", where)
+	}
+}
+
+// applyDefaults fills the settings whose default depends on others.
+func (c *config) applyDefaults() {
+	fill := func(o *wspush.ChannelOptions) {
+		if o.HistorySize > 0 && o.HistoryTTL == 0 {
+			o.HistoryTTL = defaultHistoryTTL
+		}
+	}
+	fill(&c.DefaultNamespace)
+	for i := range c.Namespaces {
+		fill(&c.Namespaces[i].ChannelOptions)
+	}
 }
 
 // envName is the environment variable of a flag: WSPUSH_API_KEY for api-key.
@@ -204,6 +238,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
+	cfg.applyDefaults()
 	return cfg, cfg.validate()
 }
 

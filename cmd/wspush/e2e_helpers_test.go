@@ -16,14 +16,17 @@ import (
 
 // frame is any server frame, decoded loosely for assertions.
 type frame struct {
-	Type     string          `json:"type"`
-	ID       *int64          `json:"id"`
-	OK       bool            `json:"ok"`
-	Channel  string          `json:"channel"`
-	Data     json.RawMessage `json:"data"`
-	ClientID string          `json:"client_id"`
-	Channels []string        `json:"channels"`
-	Error    *struct {
+	Type      string          `json:"type"`
+	ID        *int64          `json:"id"`
+	OK        bool            `json:"ok"`
+	Channel   string          `json:"channel"`
+	Data      json.RawMessage `json:"data"`
+	ClientID  string          `json:"client_id"`
+	Channels  []string        `json:"channels"`
+	Offset    uint64          `json:"offset"`
+	Epoch     string          `json:"epoch"`
+	Recovered *bool           `json:"recovered"`
+	Error     *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
@@ -85,6 +88,16 @@ func (c *wsConn) read(d time.Duration) (frame, error) {
 		c.t.Fatalf("frame is not JSON: %q", b)
 	}
 	return f, nil
+}
+
+// nextMessage reads the next frame that is not a join or leave.
+func (c *wsConn) nextMessage() frame {
+	c.t.Helper()
+	for {
+		if f := c.next(); f.Type != "join" && f.Type != "leave" {
+			return f
+		}
+	}
 }
 
 // reply reads frames until the reply with id and returns it.
@@ -177,7 +190,7 @@ func post(t testing.TB, method, url, contentType, body string, header http.Heade
 func publishJSON(t testing.TB, s *server, ch, data string) {
 	t.Helper()
 	r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"`+ch+`","data":`+data+`}`, nil)
-	if r.Status != 200 || r.Body != "{\"ok\":true}\n" {
+	if r.Status != 200 || !strings.HasPrefix(r.Body, `{"ok":true`) {
 		t.Fatalf("publish: %d %s", r.Status, r.Body)
 	}
 }

@@ -42,6 +42,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		QueueMaxBytes:    int(cfg.QueueMaxBytes),
 		Origins:          origins,
 	})
+	history, presence, err := brokerFeatures(broker, namespaces)
+	if err != nil {
+		return err
+	}
 	proto := native.New(logger, native.Config{
 		Namespaces:       namespaces,
 		MaxSubscriptions: cfg.MaxSubscriptions,
@@ -49,6 +53,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		RateLimit:        cfg.ClientRateLimit,
 		RateBurst:        cfg.ClientRateBurst,
 		PingInterval:     cfg.PingInterval,
+		History:          history,
+		Presence:         presence,
 	}, h)
 	handler := httpapi.NewServer(logger, httpapi.Config{
 		APIKey:           cfg.APIKey,
@@ -56,6 +62,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxChannelLength: cfg.MaxChannelLength,
 		Namespaces:       namespaces,
 		Version:          version(),
+		BrokerName:       cfg.Broker,
+		History:          history,
+		Presence:         presence,
 	}, h, broker, wsSrv, proto)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -188,4 +197,24 @@ func (t *connTracker) closeAll() {
 		_ = c.Close()
 		delete(t.conns, c)
 	}
+}
+
+// brokerFeatures returns the broker's history and presence, and an error
+// when a namespace asks for one the broker lacks.
+func brokerFeatures(b wspush.Broker, ns wspush.Namespaces) (wspush.History, wspush.Presence, error) {
+	history, _ := b.(wspush.History)
+	presence, _ := b.(wspush.Presence)
+	var errs []error
+	ns.Each(func(name string, o wspush.ChannelOptions) {
+		if name == "" {
+			name = "default_namespace"
+		}
+		if o.HistorySize > 0 && history == nil {
+			errs = append(errs, fmt.Errorf("namespace %s: history_size is set, but this broker keeps no history", name))
+		}
+		if o.Presence && presence == nil {
+			errs = append(errs, fmt.Errorf("namespace %s: presence is on, but this broker keeps no presence", name))
+		}
+	})
+	return history, presence, errors.Join(errs...)
 }

@@ -44,6 +44,8 @@ func Run(t *testing.T, s Suite) {
 	if !s.SingleNode {
 		t.Run("AcrossNodes", func(t *testing.T) { testAcrossNodes(t, s) })
 	}
+	t.Run("History", func(t *testing.T) { runHistory(t, s) })
+	t.Run("Presence", func(t *testing.T) { runPresence(t, s) })
 }
 
 // recorder is a Handler that keeps what it is given.
@@ -57,7 +59,7 @@ func newRecorder() *recorder { return &recorder{cond: make(chan struct{}, 1)} }
 
 func (r *recorder) HandleMessage(m *wspush.Message) {
 	r.mu.Lock()
-	r.msgs = append(r.msgs, wspush.Message{Channel: m.Channel, Data: bytes.Clone(m.Data), Broadcast: m.Broadcast})
+	r.msgs = append(r.msgs, wspush.Message{Kind: m.Kind, Channel: m.Channel, Data: bytes.Clone(m.Data), Broadcast: m.Broadcast, Offset: m.Offset, Epoch: m.Epoch, Client: m.Client})
 	r.mu.Unlock()
 	select {
 	case r.cond <- struct{}{}:
@@ -125,7 +127,7 @@ func subscribe(t *testing.T, b wspush.Broker, ch string) {
 
 func publish(t *testing.T, b wspush.Broker, m *wspush.Message) {
 	t.Helper()
-	if err := b.Publish(context.Background(), m); err != nil {
+	if _, err := b.Publish(context.Background(), m, wspush.PublishOptions{}); err != nil {
 		t.Fatalf("Publish(%q): %v", m.Channel, err)
 	}
 }
@@ -202,7 +204,7 @@ func testConcurrent(t *testing.T, s Suite) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				if err := b.Publish(context.Background(), &wspush.Message{Channel: fmt.Sprint("c", w), Data: data(i)}); err != nil {
+				if _, err := b.Publish(context.Background(), &wspush.Message{Channel: fmt.Sprint("c", w), Data: data(i)}, wspush.PublishOptions{}); err != nil {
 					t.Errorf("Publish: %v", err)
 					return
 				}

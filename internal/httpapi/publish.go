@@ -70,21 +70,47 @@ func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 			return
 		}
 		channels = dedupe(channels)
-		for _, ch := range channels {
-			if err := checkChannel(cfg, ch); err != nil {
+		opts := make([]wspush.ChannelOptions, len(channels))
+		for i, ch := range channels {
+			if opts[i], err = checkChannel(cfg, ch); err != nil {
 				writeError(w, err)
 				return
 			}
 		}
 		data := compact(req.Data)
-		for _, ch := range channels {
-			if err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}); err != nil {
+		var positions map[string]wspush.StreamPosition
+		for i, ch := range channels {
+			pos, err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}, opts[i].PublishOptions())
+			if err != nil {
 				writeError(w, unavailable(err))
 				return
 			}
+			if pos.Offset > 0 {
+				if positions == nil {
+					positions = map[string]wspush.StreamPosition{}
+				}
+				positions[ch] = pos
+			}
 		}
-		writeOK(w)
+		switch {
+		case positions == nil:
+			writeOK(w)
+		case req.Channel != "":
+			pos := positions[req.Channel]
+			encode(w, http.StatusOK, publishResponse{OK: true, Offset: pos.Offset, Epoch: pos.Epoch})
+		default:
+			encode(w, http.StatusOK, publishResponse{OK: true, Channels: positions})
+		}
 	})
+}
+
+// publishResponse answers a publish to channels that keep history: the
+// message's position, or the positions by channel for several channels.
+type publishResponse struct {
+	OK       bool                             `json:"ok"`
+	Offset   uint64                           `json:"offset,omitempty"`
+	Epoch    string                           `json:"epoch,omitempty"`
+	Channels map[string]wspush.StreamPosition `json:"channels,omitempty"`
 }
 
 // handlePublishRaw serves POST /api/publish/{channel}: the body is the
@@ -92,7 +118,8 @@ func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ch := r.PathValue("channel")
-		if err := checkChannel(cfg, ch); err != nil {
+		opts, err := checkChannel(cfg, ch)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -115,11 +142,16 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 			}
 			data, _ = json.Marshal(string(body))
 		}
-		if err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}); err != nil {
+		pos, err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}, opts.PublishOptions())
+		if err != nil {
 			writeError(w, unavailable(err))
 			return
 		}
-		writeOK(w)
+		if pos.Offset == 0 {
+			writeOK(w)
+			return
+		}
+		encode(w, http.StatusOK, publishResponse{OK: true, Offset: pos.Offset, Epoch: pos.Epoch})
 	})
 }
 
@@ -148,7 +180,7 @@ func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 			writeError(w, wspush.Errorf(wspush.ErrBadRequest, `missing "data"`))
 			return
 		}
-		if err := h.Publish(r.Context(), &wspush.Message{Broadcast: true, Data: compact(req.Data)}); err != nil {
+		if _, err := h.Publish(r.Context(), &wspush.Message{Broadcast: true, Data: compact(req.Data)}, wspush.PublishOptions{}); err != nil {
 			writeError(w, unavailable(err))
 			return
 		}
@@ -156,15 +188,16 @@ func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 	})
 }
 
-// checkChannel validates a channel name and its namespace.
-func checkChannel(cfg Config, ch string) error {
+// checkChannel validates a channel name and returns its namespace's options.
+func checkChannel(cfg Config, ch string) (wspush.ChannelOptions, error) {
 	if !wspush.ValidChannel(ch, cfg.MaxChannelLength) {
-		return wspush.Errorf(wspush.ErrBadRequest, "invalid channel name "+strconv.Quote(ch)+": use 1-"+strconv.Itoa(cfg.MaxChannelLength)+" bytes of A-Z a-z 0-9 _ - = @ , . ; : # $")
+		return wspush.ChannelOptions{}, wspush.Errorf(wspush.ErrBadRequest, "invalid channel name "+strconv.Quote(ch)+": use 1-"+strconv.Itoa(cfg.MaxChannelLength)+" bytes of A-Z a-z 0-9 _ - = @ , . ; : # $")
 	}
-	if _, ok := cfg.Namespaces.Lookup(ch); !ok {
-		return wspush.Errorf(wspush.ErrNotFound, "unknown namespace "+strconv.Quote(wspush.Namespace(ch))+" of channel "+strconv.Quote(ch))
+	opts, ok := cfg.Namespaces.Lookup(ch)
+	if !ok {
+		return opts, wspush.Errorf(wspush.ErrNotFound, "unknown namespace "+strconv.Quote(wspush.Namespace(ch))+" of channel "+strconv.Quote(ch))
 	}
-	return nil
+	return opts, nil
 }
 
 // unavailable turns a broker failure into a 503 that tells the caller to

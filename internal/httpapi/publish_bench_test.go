@@ -22,9 +22,9 @@ type countingSub struct {
 	n   int
 }
 
-func (s *countingSub) ID() uint64             { return 1 }
-func (s *countingSub) Encoder() hub.Encoder   { return s.enc }
-func (s *countingSub) Send(frame []byte) bool { s.n++; return true }
+func (s *countingSub) ID() uint64                        { return 1 }
+func (s *countingSub) Encoder() hub.Encoder              { return s.enc }
+func (s *countingSub) Send(*wspush.Message, []byte) bool { s.n++; return true }
 
 // BenchmarkPublishHandler is one POST /api/publish through the real
 // handler, hub, memory broker and native encoder, to one subscriber: the

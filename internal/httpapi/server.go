@@ -28,8 +28,14 @@ type Config struct {
 	MaxChannelLength int
 	// Namespaces resolves channels to their namespace.
 	Namespaces wspush.Namespaces
-	// Version is reported by /healthz.
+	// Version is reported by /healthz and /api/info.
 	Version string
+	// BrokerName is reported by /api/info.
+	BrokerName string
+	// History serves /api/history; nil when the broker keeps none.
+	History wspush.History
+	// Presence serves /api/presence; nil when the broker cannot.
+	Presence wspush.Presence
 }
 
 // NewServer returns the HTTP handler of a wspush node.

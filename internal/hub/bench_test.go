@@ -16,9 +16,11 @@ import (
 // nopBroker accepts every call and does nothing.
 type nopBroker struct{}
 
-func (nopBroker) Publish(context.Context, *wspush.Message) error { return nil }
-func (nopBroker) Subscribe(context.Context, string) error        { return nil }
-func (nopBroker) Unsubscribe(context.Context, string) error      { return nil }
+func (nopBroker) Publish(context.Context, *wspush.Message, wspush.PublishOptions) (wspush.StreamPosition, error) {
+	return wspush.StreamPosition{}, nil
+}
+func (nopBroker) Subscribe(context.Context, string) error   { return nil }
+func (nopBroker) Unsubscribe(context.Context, string) error { return nil }
 
 // ringSub is a benchmark Subscriber whose Send does what a connection's
 // does at least: take its lock and queue the frame, here in a small
@@ -35,7 +37,7 @@ type ringSub struct {
 func (s *ringSub) ID() uint64           { return s.id }
 func (s *ringSub) Encoder() hub.Encoder { return s.enc }
 
-func (s *ringSub) Send(frame []byte) bool {
+func (s *ringSub) Send(_ *wspush.Message, frame []byte) bool {
 	s.mu.Lock()
 	s.ring[s.n%uint64(len(s.ring))] = frame
 	s.n++

@@ -7,6 +7,8 @@ package hub
 import (
 	"context"
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,9 +22,9 @@ type Subscriber interface {
 	// Encoder returns the encoder of the subscriber's protocol. Subscribers
 	// with the same Encoder share the encoded frame of a message.
 	Encoder() Encoder
-	// Send queues a frame made by the Encoder and returns at once. It
-	// reports whether the frame was queued.
-	Send(frame []byte) bool
+	// Send queues frame, m encoded by the Encoder, and returns at once. It
+	// reports whether the frame was queued. m is shared and read-only.
+	Send(m *wspush.Message, frame []byte) bool
 }
 
 // Encoder turns a message into the frame its protocol sends. The frame is
@@ -34,7 +36,7 @@ type Encoder interface {
 // Broker is the part of wspush.Broker the hub drives: it publishes, and it
 // declares the channels this node has subscribers of.
 type Broker interface {
-	Publish(ctx context.Context, m *wspush.Message) error
+	Publish(ctx context.Context, m *wspush.Message, opts wspush.PublishOptions) (wspush.StreamPosition, error)
 	Subscribe(ctx context.Context, channel string) error
 	Unsubscribe(ctx context.Context, channel string) error
 }
@@ -219,7 +221,7 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 			cs := &h.all[i]
 			cs.mu.RLock()
 			for s := range cs.conns {
-				if s.Send(frames.get(s.Encoder(), m)) {
+				if s.Send(m, frames.get(s.Encoder(), m)) {
 					n++
 				}
 			}
@@ -230,7 +232,7 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 		sh.mu.RLock()
 		if r := sh.rooms[m.Channel]; r != nil {
 			for _, s := range r.subs {
-				if s.Send(frames.get(s.Encoder(), m)) {
+				if s.Send(m, frames.get(s.Encoder(), m)) {
 					n++
 				}
 			}
@@ -272,13 +274,39 @@ func (c *frameCache) get(e Encoder, m *wspush.Message) []byte {
 	return f
 }
 
-// Publish publishes m through the broker, to the subscribers of every node.
-func (h *Hub) Publish(ctx context.Context, m *wspush.Message) error {
-	if err := h.broker.Publish(ctx, m); err != nil {
-		return err
+// Publish publishes m through the broker, to the subscribers of every node,
+// and returns its place in the channel's history when opts keep one.
+func (h *Hub) Publish(ctx context.Context, m *wspush.Message, opts wspush.PublishOptions) (wspush.StreamPosition, error) {
+	pos, err := h.broker.Publish(ctx, m, opts)
+	if err != nil {
+		return pos, err
 	}
 	h.published.Add(1)
-	return nil
+	return pos, nil
+}
+
+// ChannelInfo is a channel with local subscribers.
+type ChannelInfo struct {
+	Channel     string `json:"channel"`
+	Subscribers int    `json:"subscribers"`
+}
+
+// Channels returns the channels with local subscribers whose names start
+// with prefix, sorted by name.
+func (h *Hub) Channels(prefix string) []ChannelInfo {
+	var out []ChannelInfo
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for name, r := range sh.rooms {
+			if strings.HasPrefix(name, prefix) {
+				out = append(out, ChannelInfo{name, len(r.subs)})
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b ChannelInfo) int { return strings.Compare(a.Channel, b.Channel) })
+	return out
 }
 
 // Stats is a snapshot of the hub's counters.

@@ -47,14 +47,14 @@ func newFakeBroker() *fakeBroker {
 	}
 }
 
-func (b *fakeBroker) Publish(_ context.Context, m *wspush.Message) error {
+func (b *fakeBroker) Publish(_ context.Context, m *wspush.Message, _ wspush.PublishOptions) (wspush.StreamPosition, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failPublish != nil {
-		return b.failPublish
+		return wspush.StreamPosition{}, b.failPublish
 	}
 	b.published = append(b.published, m)
-	return nil
+	return wspush.StreamPosition{}, nil
 }
 
 // enter marks a call for channel in flight, flagging overlapping calls;
@@ -141,7 +141,7 @@ type fakeSub struct {
 func (s *fakeSub) ID() uint64           { return s.id }
 func (s *fakeSub) Encoder() hub.Encoder { return s.enc }
 
-func (s *fakeSub) Send(frame []byte) bool {
+func (s *fakeSub) Send(_ *wspush.Message, frame []byte) bool {
 	if s.refuse {
 		return false
 	}
@@ -570,7 +570,7 @@ func TestPublish(t *testing.T) {
 	b := newFakeBroker()
 	h := hub.New(b)
 	m := msg("a", "1")
-	if err := h.Publish(context.Background(), m); err != nil {
+	if _, err := h.Publish(context.Background(), m, wspush.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.published) != 1 || b.published[0] != m {
@@ -581,7 +581,7 @@ func TestPublish(t *testing.T) {
 	}
 	errDown := errors.New("down")
 	b.failPublish = errDown
-	if err := h.Publish(context.Background(), m); !errors.Is(err, errDown) {
+	if _, err := h.Publish(context.Background(), m, wspush.PublishOptions{}); !errors.Is(err, errDown) {
 		t.Fatalf("Publish with a failing broker = %v, want %v", err, errDown)
 	}
 	if p := h.Stats().Published; p != 1 {

@@ -25,7 +25,7 @@ func TestConformance(t *testing.T) {
 
 func TestPublishBeforeRunIsUnavailable(t *testing.T) {
 	b := memory.New()
-	err := b.Publish(context.Background(), &wspush.Message{Channel: "a", Data: []byte("1")})
+	_, err := b.Publish(context.Background(), &wspush.Message{Channel: "a", Data: []byte("1")}, wspush.PublishOptions{})
 	if !errors.Is(err, wspush.ErrUnavailable) {
 		t.Fatalf("Publish before Run = %v, want ErrUnavailable", err)
 	}

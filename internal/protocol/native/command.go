@@ -16,14 +16,22 @@ type Command struct {
 	Op      string          `json:"op"`
 	Channel string          `json:"channel,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// Since asks subscribe to recover the messages after this position,
+	// and history for the messages after it.
+	Since *wspush.StreamPosition `json:"since,omitempty"`
+	// Limit bounds the messages history returns.
+	Limit *int `json:"limit,omitempty"`
 }
 
 // Operations.
 const (
-	OpSubscribe   = "subscribe"
-	OpUnsubscribe = "unsubscribe"
-	OpPublish     = "publish"
-	OpPing        = "ping"
+	OpSubscribe     = "subscribe"
+	OpUnsubscribe   = "unsubscribe"
+	OpPublish       = "publish"
+	OpPing          = "ping"
+	OpHistory       = "history"
+	OpPresence      = "presence"
+	OpPresenceStats = "presence_stats"
 )
 
 // DecodeCommand parses one frame. On error it still returns the command's

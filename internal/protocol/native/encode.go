@@ -20,17 +20,57 @@ type Encoder struct{}
 //
 // Channel names need no JSON escaping: their alphabet has no such byte.
 func (*Encoder) Encode(m *wspush.Message) []byte {
-	b := ws.StartText(make([]byte, 0, 64+len(m.Channel)+len(m.Data)))
-	if m.Broadcast {
+	b := ws.StartText(make([]byte, 0, 96+len(m.Channel)+len(m.Data)))
+	return ws.FinishText(appendPush(b, m))
+}
+
+// appendPush appends the JSON of a push:
+//
+//	{"type":"message","channel":"c","offset":42,"epoch":"x","data":...}
+//	{"type":"join","channel":"c","client":{"client_id":"..."}}
+func appendPush(b []byte, m *wspush.Message) []byte {
+	switch {
+	case m.Broadcast:
 		b = append(b, `{"type":"broadcast","data":`...)
-	} else {
-		b = append(b, `{"type":"message","channel":"`...)
+		b = append(b, m.Data...)
+		return append(b, '}')
+	case m.Kind == wspush.KindJoin || m.Kind == wspush.KindLeave:
+		if m.Kind == wspush.KindJoin {
+			b = append(b, `{"type":"join","channel":"`...)
+		} else {
+			b = append(b, `{"type":"leave","channel":"`...)
+		}
 		b = append(b, m.Channel...)
-		b = append(b, `","data":`...)
+		b = append(b, `","client":`...)
+		b = appendClient(b, m.Client)
+		return append(b, '}')
 	}
+	b = append(b, `{"type":"message","channel":"`...)
+	b = append(b, m.Channel...)
+	b = append(b, '"')
+	if m.Offset > 0 {
+		b = appendPosition(b, m.Position())
+	}
+	b = append(b, `,"data":`...)
 	b = append(b, m.Data...)
-	b = append(b, '}')
-	return ws.FinishText(b)
+	return append(b, '}')
+}
+
+// appendPosition appends `,"offset":42,"epoch":"x"`.
+func appendPosition(b []byte, p wspush.StreamPosition) []byte {
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, p.Offset, 10)
+	b = append(b, `,"epoch":`...)
+	return strconv.AppendQuote(b, p.Epoch) // epochs are printable ASCII
+}
+
+// appendClient appends a client's JSON: {"client_id":"...","user_id":"...","info":...}.
+func appendClient(b []byte, c *wspush.ClientInfo) []byte {
+	if c == nil {
+		return append(b, "null"...)
+	}
+	j, _ := json.Marshal(c)
+	return append(b, j...)
 }
 
 // welcome is the first frame on every connection.
@@ -59,7 +99,13 @@ func (*Encoder) welcome(clientID string, channels []string, ping time.Duration) 
 
 // reply answers a command: ok when err is nil, else with the error's code
 // and message.
-func (*Encoder) reply(id *int64, err error) []byte {
+func (e *Encoder) reply(id *int64, err error) []byte {
+	return e.replyWith(id, err, nil)
+}
+
+// replyWith answers a command that succeeded with more fields: extra
+// appends them, each starting with a comma.
+func (*Encoder) replyWith(id *int64, err error, extra func(b []byte) []byte) []byte {
 	b := ws.StartText(nil)
 	b = append(b, `{"type":"reply"`...)
 	if id != nil {
@@ -67,7 +113,11 @@ func (*Encoder) reply(id *int64, err error) []byte {
 		b = strconv.AppendInt(b, *id, 10)
 	}
 	if err == nil {
-		b = append(b, `,"ok":true}`...)
+		b = append(b, `,"ok":true`...)
+		if extra != nil {
+			b = extra(b)
+		}
+		b = append(b, '}')
 		return ws.FinishText(b)
 	}
 	b = append(b, `,"ok":false,"error":{"code":"`...)

@@ -37,6 +37,12 @@ const (
 	maxStrikes = 20
 	// commandTimeout bounds a command's call to the broker.
 	commandTimeout = 10 * time.Second
+	// maxHistoryLimit bounds the messages one history call returns.
+	maxHistoryLimit = 1000
+	// maxHeld bounds the pushes a channel may hold while its subscription
+	// is being set up (recovery runs meanwhile); past it the client is a
+	// slow consumer.
+	maxHeld = 4096
 )
 
 // Config holds the protocol's settings. Zero fields take the defaults.
@@ -47,6 +53,14 @@ type Config struct {
 	RateLimit        float64 // commands per second per connection
 	RateBurst        int     // commands at once per connection
 	PingInterval     time.Duration
+	// History reads channel history, for recovery and the history op; nil
+	// when the broker keeps none.
+	History wspush.History
+	// Presence tracks who is subscribed; nil when the broker cannot.
+	Presence wspush.Presence
+	// PresenceTTL is how long a presence entry lasts without refresh (0:
+	// until removed; the memory broker needs no refresh).
+	PresenceTTL time.Duration
 }
 
 // Protocol runs the native protocol on WebSocket connections.
@@ -119,32 +133,37 @@ func (p *Protocol) Accept(r *http.Request) ([]string, error) {
 
 // Open starts a session on a freshly upgraded connection: it subscribes
 // the channels Accept returned, then sends the welcome frame. Messages for
-// those channels follow the welcome, never precede it.
+// those channels follow the welcome, never precede it, and none published
+// once the subscription is in place is missed.
 func (p *Protocol) Open(c *ws.Conn, channels []string) ws.Session {
 	s := &session{
 		proto:  p,
 		conn:   c,
-		id:     newClientID(),
 		tokens: float64(p.cfg.RateBurst),
 		refill: time.Now(),
 	}
-	p.hub.Connect(s)
+	s.info.ClientID = newClientID()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	var failed []string
+	var joined []string
+	var failed []error
 	for _, ch := range channels {
-		if err := p.hub.Subscribe(ctx, ch, s); err != nil {
-			p.logger.Warn("auto-subscribe failed", "channel", ch, "err", err)
-			failed = append(failed, ch)
+		opts, _ := p.checkChannel(ch) // Accept checked
+		if err := s.join(ctx, ch, opts); err != nil {
+			failed = append(failed, err)
 			continue
 		}
-		s.subscribe(ch)
+		joined = append(joined, ch)
 	}
-	c.Send(p.enc.welcome(s.id, s.channelList(), p.cfg.PingInterval))
-	for _, ch := range failed {
-		c.Send(p.enc.reply(nil, wspush.Errorf(wspush.ErrUnavailable, "subscribe "+ch+": broker unavailable")))
+	c.Send(p.enc.welcome(s.info.ClientID, s.channelList(), p.cfg.PingInterval))
+	p.hub.Connect(s) // broadcasts from now on: after the welcome
+	for _, err := range failed {
+		c.Send(p.enc.reply(nil, err))
 	}
-	s.ready.Store(true)
+	for _, ch := range joined {
+		s.release(ch, 0)
+		s.announce(ctx, ch, wspush.KindJoin)
+	}
 	return s
 }
 

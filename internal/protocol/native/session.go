@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,14 +18,25 @@ import (
 type session struct {
 	proto *Protocol
 	conn  *ws.Conn
-	id    string
-	ready atomic.Bool // the welcome is queued: pushes may follow
+	info  wspush.ClientInfo
 
 	// Touched only from HandleMessage, Open and Closed (serial).
 	channels map[string]struct{}
 	tokens   float64 // rate limiter bucket
 	refill   time.Time
 	strikes  int // malformed frames in a row
+
+	// Pushes of channels whose subscription is being set up are held here
+	// and released after the subscribe reply (and recovered messages).
+	heldMu sync.Mutex
+	held   map[string][]heldPush
+	nheld  atomic.Int32 // len(held), read without the lock on every push
+}
+
+// heldPush is a push waiting for its channel's subscription to be set up.
+type heldPush struct {
+	m     *wspush.Message
+	frame []byte
 }
 
 var _ hub.Subscriber = (*session)(nil)
@@ -35,20 +47,106 @@ func (s *session) ID() uint64 { return s.conn.ID() }
 // Encoder implements hub.Subscriber.
 func (s *session) Encoder() hub.Encoder { return s.proto.enc }
 
-// Send implements hub.Subscriber. Pushes that race the welcome frame are
-// dropped: the client cannot have seen its subscription yet.
-func (s *session) Send(frame []byte) bool {
-	if !s.ready.Load() {
-		return false
+// Send implements hub.Subscriber.
+func (s *session) Send(m *wspush.Message, frame []byte) bool {
+	if s.nheld.Load() > 0 && !m.Broadcast {
+		s.heldMu.Lock()
+		if held, ok := s.held[m.Channel]; ok {
+			if len(held) >= maxHeld {
+				s.heldMu.Unlock()
+				s.conn.Close(ws.CloseSlowConsumer, "slow consumer: too many messages during subscribe")
+				return false
+			}
+			s.held[m.Channel] = append(held, heldPush{m, frame})
+			s.heldMu.Unlock()
+			return true
+		}
+		s.heldMu.Unlock()
 	}
 	return s.conn.Send(frame)
 }
 
-func (s *session) subscribe(ch string) {
+// hold starts holding the pushes of ch.
+func (s *session) hold(ch string) {
+	s.heldMu.Lock()
+	if s.held == nil {
+		s.held = map[string][]heldPush{}
+	}
+	if _, ok := s.held[ch]; !ok {
+		s.held[ch] = nil
+		s.nheld.Add(1)
+	}
+	s.heldMu.Unlock()
+}
+
+// release sends the held pushes of ch after the given frames, skipping
+// publications at or before offset after (the client has them already), and
+// lets the next ones through directly. Holding the lock meanwhile keeps
+// concurrent pushes behind the released ones.
+func (s *session) release(ch string, after uint64, frames ...[]byte) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, f := range frames {
+		s.conn.Send(f)
+	}
+	held, ok := s.held[ch]
+	if !ok {
+		return
+	}
+	for _, h := range held {
+		if h.m.Offset == 0 || h.m.Offset > after {
+			s.conn.Send(h.frame)
+		}
+	}
+	delete(s.held, ch)
+	s.nheld.Add(-1)
+}
+
+// join subscribes the session to ch, holding its pushes until release.
+func (s *session) join(ctx context.Context, ch string, opts wspush.ChannelOptions) error {
+	s.hold(ch)
+	if err := s.proto.hub.Subscribe(ctx, ch, s); err != nil {
+		s.release(ch, 0)
+		s.proto.logger.Warn("subscribe failed", "channel", ch, "err", err)
+		return wspush.Errorf(wspush.ErrUnavailable, "subscribe "+ch+" failed: broker unavailable, retry")
+	}
 	if s.channels == nil {
 		s.channels = map[string]struct{}{}
 	}
 	s.channels[ch] = struct{}{}
+	if opts.Presence && s.proto.cfg.Presence != nil {
+		if err := s.proto.cfg.Presence.AddPresence(ctx, ch, s.info, s.proto.cfg.PresenceTTL); err != nil {
+			s.proto.logger.Warn("presence add failed", "channel", ch, "err", err)
+		}
+	}
+	return nil
+}
+
+// leave unsubscribes the session from ch and tells the others.
+func (s *session) leave(ctx context.Context, ch string) {
+	delete(s.channels, ch)
+	if err := s.proto.hub.Unsubscribe(ctx, ch, s); err != nil {
+		s.proto.logger.Warn("broker unsubscribe failed", "channel", ch, "err", err)
+	}
+	opts, _ := s.proto.cfg.Namespaces.Lookup(ch)
+	if opts.Presence && s.proto.cfg.Presence != nil {
+		if err := s.proto.cfg.Presence.RemovePresence(ctx, ch, s.info.ClientID); err != nil {
+			s.proto.logger.Warn("presence remove failed", "channel", ch, "err", err)
+		}
+	}
+	s.announce(ctx, ch, wspush.KindLeave)
+}
+
+// announce publishes a join or leave message where the namespace asks for
+// them. It costs nothing where it does not.
+func (s *session) announce(ctx context.Context, ch string, kind wspush.Kind) {
+	if opts, _ := s.proto.cfg.Namespaces.Lookup(ch); !opts.JoinLeave {
+		return
+	}
+	m := &wspush.Message{Kind: kind, Channel: ch, Client: &s.info}
+	if _, err := s.proto.hub.Publish(ctx, m, wspush.PublishOptions{}); err != nil {
+		s.proto.logger.Warn("join/leave publish failed", "channel", ch, "err", err)
+	}
 }
 
 func (s *session) channelList() []string {
@@ -79,78 +177,256 @@ func (s *session) HandleMessage(binary bool, payload []byte) {
 		return
 	}
 	s.strikes = 0
-	s.reply(cmd.ID, s.run(cmd))
-}
-
-// run executes a decoded command.
-func (s *session) run(cmd Command) error {
-	switch cmd.Op {
-	case OpPing:
-		return nil
-	case OpSubscribe:
-		return s.handleSubscribe(cmd)
-	case OpUnsubscribe:
-		return s.handleUnsubscribe(cmd)
-	case OpPublish:
-		return s.handlePublish(cmd)
-	}
-	return wspush.Errorf(wspush.ErrUnknownOp, "unknown op "+strconv.Quote(cmd.Op)+": want subscribe, unsubscribe, publish or ping")
-}
-
-func (s *session) handleSubscribe(cmd Command) error {
-	if _, err := s.proto.checkChannel(cmd.Channel); err != nil {
-		return err
-	}
-	if _, ok := s.channels[cmd.Channel]; ok {
-		return nil
-	}
-	if len(s.channels) >= s.proto.cfg.MaxSubscriptions {
-		return wspush.Errorf(wspush.ErrTooLarge, "subscription limit reached: at most "+strconv.Itoa(s.proto.cfg.MaxSubscriptions)+" channels per connection")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	if err := s.proto.hub.Subscribe(ctx, cmd.Channel, s); err != nil {
-		s.proto.logger.Warn("subscribe failed", "channel", cmd.Channel, "err", err)
-		return wspush.Errorf(wspush.ErrUnavailable, "subscribe failed: broker unavailable, retry")
+	switch cmd.Op {
+	case OpPing:
+		s.reply(cmd.ID, nil)
+	case OpSubscribe:
+		s.handleSubscribe(ctx, cmd)
+	case OpUnsubscribe:
+		s.reply(cmd.ID, s.handleUnsubscribe(ctx, cmd))
+	case OpPublish:
+		s.handlePublish(ctx, cmd)
+	case OpHistory:
+		s.handleHistory(ctx, cmd)
+	case OpPresence, OpPresenceStats:
+		s.handlePresence(ctx, cmd)
+	default:
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnknownOp, "unknown op "+strconv.Quote(cmd.Op)+": want subscribe, unsubscribe, publish, ping, history, presence or presence_stats"))
 	}
-	s.subscribe(cmd.Channel)
+}
+
+// handleSubscribe subscribes, then replies with the channel's position
+// (when it keeps history) and, for a subscription with since, the missed
+// messages, and only then lets live messages through: no gap, no
+// duplicate, whatever is published meanwhile.
+func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
+	opts, err := s.proto.checkChannel(cmd.Channel)
+	if err != nil {
+		s.reply(cmd.ID, err)
+		return
+	}
+	if err := checkSince(cmd.Since); err != nil {
+		s.reply(cmd.ID, err)
+		return
+	}
+	if _, ok := s.channels[cmd.Channel]; ok {
+		s.reply(cmd.ID, nil)
+		return
+	}
+	if len(s.channels) >= s.proto.cfg.MaxSubscriptions {
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrTooLarge, "subscription limit reached: at most "+strconv.Itoa(s.proto.cfg.MaxSubscriptions)+" channels per connection"))
+		return
+	}
+	if err := s.join(ctx, cmd.Channel, opts); err != nil {
+		s.reply(cmd.ID, err)
+		return
+	}
+	hist := s.proto.cfg.History
+	if opts.HistorySize <= 0 || hist == nil {
+		// No history: recovery cannot be, and there is no position.
+		extra := func(b []byte) []byte { return b }
+		if cmd.Since != nil {
+			extra = func(b []byte) []byte { return append(b, `,"recovered":false`...) }
+		}
+		s.release(cmd.Channel, 0, s.proto.enc.replyWith(cmd.ID, nil, extra))
+		s.announce(ctx, cmd.Channel, wspush.KindJoin)
+		return
+	}
+	q := wspush.HistoryQuery{Limit: 1} // only the position, without since
+	if cmd.Since != nil {
+		q = wspush.HistoryQuery{Since: cmd.Since, Limit: opts.HistorySize}
+	}
+	res, err := hist.History(ctx, cmd.Channel, q)
+	if err != nil {
+		s.proto.logger.Warn("history read failed", "channel", cmd.Channel, "err", err)
+		// Subscribed all the same; the client cannot trust its offsets.
+		s.release(cmd.Channel, 0, s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+			return append(b, `,"recovered":false`...)
+		}))
+		s.announce(ctx, cmd.Channel, wspush.KindJoin)
+		return
+	}
+	recovered := cmd.Since != nil && res.Complete
+	reply := s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+		b = appendPosition(b, res.Position)
+		if cmd.Since != nil {
+			b = append(b, `,"recovered":`...)
+			b = strconv.AppendBool(b, recovered)
+		}
+		return b
+	})
+	frames := [][]byte{reply}
+	after := res.Position.Offset // live pushes at or before it are in the history
+	if recovered {
+		for _, m := range res.Messages {
+			frames = append(frames, s.proto.enc.Encode(m))
+		}
+	}
+	s.release(cmd.Channel, after, frames...)
+	s.announce(ctx, cmd.Channel, wspush.KindJoin)
+}
+
+// checkSince validates a since position.
+func checkSince(since *wspush.StreamPosition) error {
+	if since == nil {
+		return nil
+	}
+	if len(since.Epoch) > 64 {
+		return wspush.Errorf(wspush.ErrBadRequest, "since.epoch is too long")
+	}
 	return nil
 }
 
-func (s *session) handleUnsubscribe(cmd Command) error {
+func (s *session) handleUnsubscribe(ctx context.Context, cmd Command) error {
 	if cmd.Channel == "" {
 		return wspush.Errorf(wspush.ErrBadRequest, "missing channel")
 	}
-	if _, ok := s.channels[cmd.Channel]; !ok {
-		return nil
-	}
-	delete(s.channels, cmd.Channel)
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	if err := s.proto.hub.Unsubscribe(ctx, cmd.Channel, s); err != nil {
-		s.proto.logger.Warn("broker unsubscribe failed", "channel", cmd.Channel, "err", err)
+	if _, ok := s.channels[cmd.Channel]; ok {
+		s.leave(ctx, cmd.Channel)
 	}
 	return nil
 }
 
-func (s *session) handlePublish(cmd Command) error {
+func (s *session) handlePublish(ctx context.Context, cmd Command) {
 	opts, err := s.proto.checkChannel(cmd.Channel)
+	switch {
+	case err != nil:
+	case !opts.ClientPublish:
+		err = wspush.Errorf(wspush.ErrForbidden, "clients may not publish to "+strconv.Quote(cmd.Channel)+": client_publish is off for its namespace")
+	case cmd.Data == nil:
+		err = wspush.Errorf(wspush.ErrBadRequest, "missing data")
+	}
 	if err != nil {
-		return err
+		s.reply(cmd.ID, err)
+		return
 	}
-	if !opts.ClientPublish {
-		return wspush.Errorf(wspush.ErrForbidden, "clients may not publish to "+strconv.Quote(cmd.Channel)+": client_publish is off for its namespace")
-	}
-	if cmd.Data == nil {
-		return wspush.Errorf(wspush.ErrBadRequest, "missing data")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	if err := s.proto.hub.Publish(ctx, &wspush.Message{Channel: cmd.Channel, Data: cmd.Data}); err != nil {
+	pos, err := s.proto.hub.Publish(ctx, &wspush.Message{Channel: cmd.Channel, Data: cmd.Data}, opts.PublishOptions())
+	if err != nil {
 		s.proto.logger.Warn("publish failed", "channel", cmd.Channel, "err", err)
-		return wspush.Errorf(wspush.ErrUnavailable, "publish failed: broker unavailable, retry")
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "publish failed: broker unavailable, retry"))
+		return
 	}
-	return nil
+	if pos.Offset == 0 {
+		s.reply(cmd.ID, nil)
+		return
+	}
+	s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte { return appendPosition(b, pos) }))
+}
+
+// subscribedChannel checks a channel that a read-only op names: valid,
+// subscribed to, and with the namespace option the op needs.
+func (s *session) subscribedChannel(ch string) (wspush.ChannelOptions, error) {
+	opts, err := s.proto.checkChannel(ch)
+	if err != nil {
+		return opts, err
+	}
+	if _, ok := s.channels[ch]; !ok {
+		return opts, wspush.Errorf(wspush.ErrForbidden, "subscribe to "+strconv.Quote(ch)+" first")
+	}
+	return opts, nil
+}
+
+func (s *session) handleHistory(ctx context.Context, cmd Command) {
+	opts, err := s.subscribedChannel(cmd.Channel)
+	if err == nil {
+		err = checkSince(cmd.Since)
+	}
+	hist := s.proto.cfg.History
+	if err == nil && (opts.HistorySize <= 0 || hist == nil) {
+		err = wspush.Errorf(wspush.ErrNotFound, "no history: history_size is 0 for the namespace of "+strconv.Quote(cmd.Channel))
+	}
+	limit := opts.HistorySize
+	if err == nil && cmd.Limit != nil {
+		switch {
+		case *cmd.Limit < 0:
+			err = wspush.Errorf(wspush.ErrBadRequest, "limit must not be negative")
+		case *cmd.Limit > 0:
+			limit = min(*cmd.Limit, limit)
+		}
+	}
+	if err != nil {
+		s.reply(cmd.ID, err)
+		return
+	}
+	res, err := hist.History(ctx, cmd.Channel, wspush.HistoryQuery{Since: cmd.Since, Limit: min(limit, maxHistoryLimit)})
+	if err != nil {
+		s.proto.logger.Warn("history read failed", "channel", cmd.Channel, "err", err)
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "history unavailable, retry"))
+		return
+	}
+	s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+		b = appendPosition(b, res.Position)
+		if cmd.Since != nil {
+			b = append(b, `,"complete":`...)
+			b = strconv.AppendBool(b, res.Complete)
+		}
+		b = append(b, `,"messages":[`...)
+		for i, m := range res.Messages {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"offset":`...)
+			b = strconv.AppendUint(b, m.Offset, 10)
+			b = append(b, `,"data":`...)
+			b = append(b, m.Data...)
+			b = append(b, '}')
+		}
+		return append(b, ']')
+	}))
+}
+
+func (s *session) handlePresence(ctx context.Context, cmd Command) {
+	opts, err := s.subscribedChannel(cmd.Channel)
+	pres := s.proto.cfg.Presence
+	if err == nil && (!opts.Presence || pres == nil) {
+		err = wspush.Errorf(wspush.ErrNotFound, "no presence: presence is off for the namespace of "+strconv.Quote(cmd.Channel))
+	}
+	if err != nil {
+		s.reply(cmd.ID, err)
+		return
+	}
+	if cmd.Op == OpPresenceStats {
+		st, err := pres.PresenceStats(ctx, cmd.Channel)
+		if err != nil {
+			s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "presence unavailable, retry"))
+			return
+		}
+		s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+			b = append(b, `,"num_clients":`...)
+			b = strconv.AppendInt(b, int64(st.Clients), 10)
+			b = append(b, `,"num_users":`...)
+			return strconv.AppendInt(b, int64(st.Users), 10)
+		}))
+		return
+	}
+	clients, err := pres.Presence(ctx, cmd.Channel)
+	if err != nil {
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "presence unavailable, retry"))
+		return
+	}
+	s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+		return appendClients(append(b, `,"clients":`...), clients)
+	}))
+}
+
+// appendClients appends clients as a JSON list sorted by client id.
+func appendClients(b []byte, clients map[string]wspush.ClientInfo) []byte {
+	ids := make([]string, 0, len(clients))
+	for id := range clients {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		c := clients[id]
+		b = appendClient(b, &c)
+	}
+	return append(b, ']')
 }
 
 func (s *session) reply(id *int64, err error) {
@@ -188,16 +464,13 @@ func (s *session) allow(id *int64) bool {
 }
 
 // Closed implements ws.Session: the connection is gone, so are its
-// subscriptions.
+// subscriptions, its presence, and the others hear that it left.
 func (s *session) Closed() {
-	s.ready.Store(false)
 	s.proto.hub.Disconnect(s)
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	for ch := range s.channels {
-		if err := s.proto.hub.Unsubscribe(ctx, ch, s); err != nil {
-			s.proto.logger.Warn("broker unsubscribe failed", "channel", ch, "err", err)
-		}
+		s.leave(ctx, ch)
 	}
 	s.channels = nil
 }
