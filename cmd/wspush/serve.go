@@ -94,6 +94,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		wg.Wait()
 		return err
 	}
+	if !waitReady(broker, brokerStartTimeout) {
+		// Serve anyway: connections are accepted, /readyz says not ready
+		// and publishes answer 503 until the broker is up.
+		logger.Warn("broker not ready yet", "broker", cfg.Broker, "err", broker.Ready())
+	}
 	wg.Go(func() {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- named("http server", err)
@@ -217,4 +222,19 @@ func brokerFeatures(b wspush.Broker, ns wspush.Namespaces) (wspush.History, wspu
 		}
 	})
 	return history, presence, errors.Join(errs...)
+}
+
+// brokerStartTimeout bounds the wait for the broker before serving.
+const brokerStartTimeout = 5 * time.Second
+
+// waitReady polls b until it is ready or d has passed.
+func waitReady(b wspush.Broker, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for b.Ready() != nil {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
