@@ -29,6 +29,8 @@ type config struct {
 	APIKey           string        `yaml:"api_key"`
 	AllowedOrigins   []string      `yaml:"allowed_origins"`
 	Broker           string        `yaml:"broker"`
+	RedisURL         string        `yaml:"redis_url"`
+	RedisPrefix      string        `yaml:"redis_prefix"`
 	PingInterval     time.Duration `yaml:"ping_interval"`
 	PongTimeout      time.Duration `yaml:"pong_timeout"`
 	WriteTimeout     time.Duration `yaml:"write_timeout"`
@@ -57,6 +59,8 @@ func defaultConfig() config {
 	return config{
 		Addr:             ":7777", // the tutorial's port
 		Broker:           "memory",
+		RedisURL:         "redis://127.0.0.1:6379",
+		RedisPrefix:      "wspush",
 		PingInterval:     ws.DefaultPingInterval,
 		PongTimeout:      ws.DefaultPongTimeout,
 		WriteTimeout:     ws.DefaultWriteTimeout,
@@ -72,6 +76,19 @@ func defaultConfig() config {
 		LogLevel:         "info",
 		LogFormat:        "text",
 		DefaultNamespace: wspush.ChannelOptions{ClientPublish: true}, // the chat demo publishes from the browser
+		// The chat demo's rooms ("room:<name>") keep their last messages
+		// and know who is in them. A config file's namespaces replace this
+		// list: one that wants the demo's rooms lists "room" too.
+		Namespaces: []wspush.NamespaceOptions{{
+			Name: "room",
+			ChannelOptions: wspush.ChannelOptions{
+				ClientPublish: true,
+				HistorySize:   100,
+				HistoryTTL:    24 * time.Hour,
+				Presence:      true,
+				JoinLeave:     true,
+			},
+		}},
 	}
 }
 
@@ -80,7 +97,9 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "`address` to listen on (host:port)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "`key` the publish API requires as \"Authorization: Bearer <key>\"; without one the API answers loopback callers only")
 	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated browser `origins` allowed to connect besides the server's own (https://app.example.com, https://*.example.com, or * for any)")
-	fs.StringVar(&c.Broker, "broker", c.Broker, "message `broker`: memory (one node)")
+	fs.StringVar(&c.Broker, "broker", c.Broker, "message `broker`: memory (one node) or redis (a cluster of nodes sharing one Redis)")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis `URL` for --broker redis: redis://[user:password@]host:port[/db], rediss:// for TLS")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "`prefix` of wspush's Redis keys and channels, to share a Redis with other applications")
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "ping a connection quiet for this `duration`")
 	fs.DurationVar(&c.PongTimeout, "pong-timeout", c.PongTimeout, "close a connection that sent nothing (not even a pong) for this `duration`, with 4010")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "cut off a client that accepts no data for this `duration`")
@@ -101,8 +120,14 @@ func (c *config) bind(fs *flag.FlagSet) {
 func (c *config) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Broker != "memory" {
-		bad("broker %q: only memory is available in this version", c.Broker)
+	switch c.Broker {
+	case "memory":
+	case "redis":
+		if c.RedisURL == "" {
+			bad("broker redis needs redis_url")
+		}
+	default:
+		bad("broker %q: want memory or redis", c.Broker)
 	}
 	for name, d := range map[string]time.Duration{"ping_interval": c.PingInterval, "pong_timeout": c.PongTimeout, "write_timeout": c.WriteTimeout, "shutdown_timeout": c.ShutdownTimeout} {
 		if d <= 0 {

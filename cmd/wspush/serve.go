@@ -13,6 +13,7 @@ import (
 
 	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/broker/memory"
+	"github.com/wspush/wspush/internal/broker/redis"
 	"github.com/wspush/wspush/internal/httpapi"
 	"github.com/wspush/wspush/internal/hub"
 	"github.com/wspush/wspush/internal/protocol/native"
@@ -29,7 +30,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	logger := newLogger(cfg, stderr)
 
-	broker := memory.New()
+	broker, err := newBroker(logger, cfg)
+	if err != nil {
+		return err
+	}
 	h := hub.New(broker)
 	origins, _ := ws.NewOrigins(cfg.AllowedOrigins) // validated
 	namespaces := wspush.NewNamespaces(cfg.DefaultNamespace, cfg.Namespaces)
@@ -237,4 +241,14 @@ func waitReady(b wspush.Broker, d time.Duration) bool {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return true
+}
+
+// newBroker makes the configured broker.
+func newBroker(logger *slog.Logger, cfg config) (wspush.Broker, error) {
+	switch cfg.Broker {
+	case "redis":
+		return redis.New(logger.With("broker", "redis"), redis.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix})
+	default:
+		return memory.New(), nil
+	}
 }

@@ -1,0 +1,148 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wspush/wspush"
+)
+
+// publishScript appends a message to a channel's history, numbers it and
+// publishes it, atomically: offsets and PUB/SUB order agree on every node.
+//
+//	KEYS: stream, meta, pubsub channel
+//	ARGV: data, history size, history TTL (ms), epoch if new, now (ms)
+//
+// The meta hash holds the epoch (e), the top offset (s) and the TTL (t).
+// A channel whose keys expired starts a new epoch, from offset 1.
+var publishScript = goredis.NewScript(`
+local epoch = redis.call("hget", KEYS[2], "e")
+if not epoch then
+  epoch = ARGV[4]
+  redis.call("del", KEYS[1])
+  redis.call("hset", KEYS[2], "e", epoch)
+end
+local offset = redis.call("hincrby", KEYS[2], "s", 1)
+redis.call("hset", KEYS[2], "t", ARGV[3])
+redis.call("xadd", KEYS[1], "MAXLEN", ARGV[2], offset .. "-1", "d", ARGV[1], "t", ARGV[5])
+redis.call("pexpire", KEYS[1], ARGV[3])
+redis.call("pexpire", KEYS[2], ARGV[3])
+redis.call("publish", KEYS[3], "v1\np\n" .. offset .. "\n" .. epoch .. "\n\n" .. ARGV[1])
+return {offset, epoch}
+`)
+
+// Publish publishes m to every node; with history, through publishScript.
+func (b *Broker) Publish(ctx context.Context, m *wspush.Message, opts wspush.PublishOptions) (wspush.StreamPosition, error) {
+	if opts.HistorySize <= 0 || m.Broadcast || m.Kind != wspush.KindPublication {
+		ch := b.broadcastChannel()
+		if !m.Broadcast {
+			ch = b.pubsubChannel(m.Channel)
+		}
+		if err := b.client.Publish(ctx, ch, encodeEnvelope(m)).Err(); err != nil {
+			return wspush.StreamPosition{}, unavailable("publish", err)
+		}
+		return wspush.StreamPosition{}, nil
+	}
+	ttl := opts.HistoryTTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour // history needs an end; the namespace's TTL is normally set
+	}
+	keys := []string{b.streamKey(m.Channel), b.metaKey(m.Channel), b.pubsubChannel(m.Channel)}
+	res, err := publishScript.Run(ctx, b.client, keys,
+		[]byte(m.Data), opts.HistorySize, ttl.Milliseconds(), newEpoch(), time.Now().UnixMilli()).Slice()
+	if err != nil {
+		return wspush.StreamPosition{}, unavailable("publish", err)
+	}
+	off, _ := res[0].(int64)
+	epoch, _ := res[1].(string)
+	m.Offset, m.Epoch = uint64(off), epoch
+	return m.Position(), nil
+}
+
+// newEpoch returns a random epoch name.
+func newEpoch() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// History reads channel's history from Redis.
+func (b *Broker) History(ctx context.Context, channel string, q wspush.HistoryQuery) (wspush.HistoryResult, error) {
+	meta, err := b.client.HMGet(ctx, b.metaKey(channel), "e", "s", "t").Result()
+	if err != nil {
+		return wspush.HistoryResult{}, unavailable("history", err)
+	}
+	var res wspush.HistoryResult
+	epoch, _ := meta[0].(string)
+	top, _ := strconv.ParseUint(str(meta[1]), 10, 64)
+	ttl, _ := strconv.ParseInt(str(meta[2]), 10, 64)
+	res.Position = wspush.StreamPosition{Offset: top, Epoch: epoch}
+	fresh := q.Since != nil && *q.Since == (wspush.StreamPosition{})
+	if epoch == "" {
+		res.Complete = fresh
+		return res, nil
+	}
+	limit := int64(q.Limit)
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	oldest := time.Now().UnixMilli() - ttl // entries before it expired
+	var entries []goredis.XMessage
+	switch {
+	case q.Since == nil:
+		entries, err = b.client.XRevRangeN(ctx, b.streamKey(channel), "+", "-", limit).Result()
+		for i, j := 0, len(entries)-1; i < j; i, j = i+1, j-1 {
+			entries[i], entries[j] = entries[j], entries[i]
+		}
+	default:
+		since := *q.Since
+		if !fresh && (since.Epoch != epoch || since.Offset > top) {
+			return res, nil // another epoch, or an offset never given
+		}
+		entries, err = b.client.XRangeN(ctx, b.streamKey(channel), "("+strconv.FormatUint(since.Offset, 10)+"-1", "+", limit).Result()
+		if err == nil {
+			res.Complete = since.Offset == top ||
+				len(entries) > 0 && entryOffset(entries[0]) == since.Offset+1 && entryTime(entries[0]) > oldest
+		}
+	}
+	if err != nil {
+		return wspush.HistoryResult{}, unavailable("history", err)
+	}
+	for _, e := range entries {
+		if entryTime(e) <= oldest || entryOffset(e) > top {
+			continue // expired but not trimmed yet; or published after the meta was read
+		}
+		d, _ := e.Values["d"].(string)
+		res.Messages = append(res.Messages, &wspush.Message{Channel: channel, Data: []byte(d), Offset: entryOffset(e), Epoch: epoch})
+	}
+	return res, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// entryOffset is the offset of a stream entry, whose ID is "<offset>-1".
+func entryOffset(e goredis.XMessage) uint64 {
+	id := e.ID
+	for i := range len(id) {
+		if id[i] == '-' {
+			id = id[:i]
+			break
+		}
+	}
+	off, _ := strconv.ParseUint(id, 10, 64)
+	return off
+}
+
+// entryTime is when a stream entry was added, in Unix milliseconds.
+func entryTime(e goredis.XMessage) int64 {
+	t, _ := strconv.ParseInt(str(e.Values["t"]), 10, 64)
+	return t
+}

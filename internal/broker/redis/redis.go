@@ -1,0 +1,249 @@
+// Package redis is the cluster broker over Redis: any number of wspush
+// nodes share one Redis, and a message published on any node reaches the
+// subscribers of every node.
+//
+// Fan-out uses Redis PUB/SUB: a node subscribes to a channel's Redis
+// channel only while it has local subscribers of it, and every node
+// listens on one broadcast channel. History lives in a Redis stream per
+// channel beside a small hash holding the channel's epoch and top offset;
+// one Lua script appends, numbers and publishes a message atomically, so
+// every node receives a channel's messages in offset order. Presence is a
+// sorted set per channel scored by expiry, refreshed by the node that
+// added each entry: a crashed node's clients leave presence within the
+// presence TTL.
+//
+// Guarantees: a publish that returned nil was accepted by Redis. A channel
+// with history is delivered to every interested node exactly once, in
+// offset order, including across a lost PUB/SUB connection: the node reads
+// what it missed from the history when it notices a gap or reconnects (as
+// long as Redis kept it). Channels without history, broadcasts and
+// join/leave messages are at most once. One Redis server (or a Redis
+// reached through a proxy); Sentinel and Redis Cluster are not supported.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/wspush/wspush"
+)
+
+// Defaults for Config.
+const (
+	// DefaultPrefix starts every Redis key and channel name of wspush, so
+	// that it can share a Redis with other applications.
+	DefaultPrefix = "wspush"
+	// DefaultPresenceTTL is how long a presence entry lives without
+	// refresh: a crashed node's clients leave presence within it.
+	DefaultPresenceTTL = time.Minute
+	// healthInterval is how often the PUB/SUB connection is checked with a
+	// PING when no message comes.
+	healthInterval = 3 * time.Second
+	// maxBackoff bounds the wait between reconnection attempts.
+	maxBackoff = 5 * time.Second
+	// opTimeout bounds a Redis call made by the broker on its own.
+	opTimeout = 5 * time.Second
+)
+
+// Config configures a Broker.
+type Config struct {
+	// URL locates Redis: redis://[user:password@]host:port[/db], or
+	// rediss:// for TLS.
+	URL string
+	// Prefix starts every key and channel name (default "wspush").
+	Prefix string
+	// PresenceTTL is the lifetime of a presence entry between refreshes
+	// (default one minute); the node refreshes its entries every third of it.
+	PresenceTTL time.Duration
+}
+
+// Broker is the Redis broker. Create it with New, then run Run.
+type Broker struct {
+	cfg    Config
+	logger *slog.Logger
+	client *goredis.Client
+
+	ready atomic.Bool
+
+	mu      sync.Mutex
+	ps      *goredis.PubSub            // set while Run runs
+	waiters map[string][]chan struct{} // SUBSCRIBE confirmations awaited, by Redis channel
+	streams map[string]*position       // last delivered position, by wspush channel with history
+	local   map[presenceKey]wspush.ClientInfo
+
+	handler wspush.Handler
+}
+
+// position is the last offset delivered to this node for a channel.
+type position struct {
+	offset uint64
+	epoch  string
+}
+
+type presenceKey struct{ channel, clientID string }
+
+var (
+	_ wspush.Broker   = (*Broker)(nil)
+	_ wspush.History  = (*Broker)(nil)
+	_ wspush.Presence = (*Broker)(nil)
+)
+
+// New returns a Broker for cfg. It connects lazily: nothing is dialed
+// before Run or the first call.
+func New(logger *slog.Logger, cfg Config) (*Broker, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = DefaultPresenceTTL
+	}
+	opts, err := goredis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = 3 * time.Second
+	opts.WriteTimeout = 3 * time.Second
+	opts.MaxRetries = 1
+	opts.DisableIdentity = true
+	// Maintenance notifications are a Redis Enterprise feature; off, the
+	// client starts no background goroutine of its own.
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	setLogger(logger)
+	return &Broker{
+		cfg:     cfg,
+		logger:  logger,
+		client:  goredis.NewClient(opts),
+		waiters: map[string][]chan struct{}{},
+		streams: map[string]*position{},
+		local:   map[presenceKey]wspush.ClientInfo{},
+	}, nil
+}
+
+// Ready reports whether the node is connected to Redis and listening.
+func (b *Broker) Ready() error {
+	if !b.ready.Load() {
+		return wspush.Errorf(wspush.ErrUnavailable, "redis unavailable")
+	}
+	return nil
+}
+
+// unavailable wraps a Redis failure as the domain's ErrUnavailable.
+func unavailable(op string, err error) error {
+	if errors.Is(err, wspush.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: redis %s: %v", wspush.ErrUnavailable, op, err)
+}
+
+// Run listens to Redis and delivers messages to h until ctx is done. It
+// reconnects with backoff when the connection is lost, resubscribes, and
+// reads from the history what it missed meanwhile.
+func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
+	b.mu.Lock()
+	b.handler = h
+	ps := b.client.Subscribe(ctx, b.broadcastChannel())
+	b.ps = ps
+	b.mu.Unlock()
+	defer func() {
+		b.ready.Store(false)
+		b.mu.Lock()
+		b.ps = nil
+		b.handler = nil
+		for ch, ws := range b.waiters {
+			for _, w := range ws {
+				close(w)
+			}
+			delete(b.waiters, ch)
+		}
+		b.mu.Unlock()
+		_ = ps.Close()
+		_ = b.client.Close()
+	}()
+
+	// A blocked receive does not watch ctx: closing the connection ends it.
+	stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stopClose()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	defer stopRefresh()
+	wg.Go(func() { b.refreshPresence(refreshCtx) })
+
+	backoff := 100 * time.Millisecond
+	pinged := false
+	resync := false // a connection was lost: what came meanwhile must be read
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if isTimeout(err) && !pinged {
+				pinged = true
+				_ = ps.Ping(ctx)
+				continue
+			}
+			if b.ready.Swap(false) {
+				b.logger.Warn("redis connection lost; reconnecting", "err", err)
+			}
+			resync = true
+			pinged = false
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		pinged = false
+		backoff = 100 * time.Millisecond
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				b.confirm(m.Channel)
+				if m.Channel == b.broadcastChannel() && !b.ready.Load() {
+					if resync {
+						b.resyncAll(ctx)
+						resync = false
+					}
+					b.ready.Store(true)
+					b.logger.Info("redis connected", "addr", b.client.Options().Addr)
+				}
+			}
+		case *goredis.Message:
+			b.deliver(ctx, m)
+		case *goredis.Pong:
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// loggerOnce routes go-redis's own log lines (a process-wide setting) to
+// the first broker's logger, at debug level: the broker reports what
+// matters itself.
+var loggerOnce sync.Once
+
+func setLogger(l *slog.Logger) {
+	loggerOnce.Do(func() { goredis.SetLogger(slogAdapter{l}) })
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(ctx context.Context, format string, v ...any) {
+	a.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,194 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/broker/redis"
+	"github.com/wspush/wspush/internal/brokertest"
+	"github.com/wspush/wspush/internal/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var logger = slog.New(slog.DiscardHandler)
+
+func newBroker(t testing.TB, url string) *redis.Broker {
+	t.Helper()
+	b, err := redis.New(logger, redis.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, brokertest.Suite{
+		New: func(t *testing.T) brokertest.NewNode {
+			srv := redistest.Start(t, redistest.Options{})
+			return func(t *testing.T) wspush.Broker { return newBroker(t, srv.URL) }
+		},
+	})
+}
+
+// collector records what a node receives.
+type collector struct {
+	mu   sync.Mutex
+	msgs []*wspush.Message
+}
+
+func (c *collector) HandleMessage(m *wspush.Message) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+}
+
+func (c *collector) offsets() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]uint64, len(c.msgs))
+	for i, m := range c.msgs {
+		out[i] = m.Offset
+	}
+	return out
+}
+
+// run runs b until the test ends and waits until it is ready.
+func run(t *testing.T, b *redis.Broker, h wspush.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, 10*time.Second, "the broker to be ready", func() bool { return b.Ready() == nil })
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var keep = wspush.PublishOptions{HistorySize: 1000, HistoryTTL: time.Minute}
+
+// checkSequence checks that offsets are exactly 1..n.
+func checkSequence(t *testing.T, got []uint64, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("received %d messages, want %d: %v", len(got), n, got)
+	}
+	for i, off := range got {
+		if off != uint64(i+1) {
+			t.Fatalf("message %d has offset %d: lost, duplicated or reordered (%v)", i, off, got)
+		}
+	}
+}
+
+// TestCatchUpAfterPubSubLoss kills the node's PUB/SUB connection while
+// another node publishes: the node reconnects and delivers what it missed
+// from the history, once and in order.
+func TestCatchUpAfterPubSubLoss(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := newBroker(t, srv.URL), newBroker(t, srv.URL)
+	got := &collector{}
+	run(t, a, got)
+	run(t, b, &collector{})
+	ctx := context.Background()
+	if err := a.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(i int) {
+		t.Helper()
+		if _, err := b.Publish(ctx, &wspush.Message{Channel: "g", Data: []byte(fmt.Sprint(i))}, keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1)
+	waitFor(t, 5*time.Second, "message 1", func() bool { return len(got.offsets()) == 1 })
+
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "node a to notice the lost connection", func() bool { return a.Ready() != nil })
+	for i := 2; i <= 5; i++ {
+		publish(i)
+	}
+	waitFor(t, 15*time.Second, "node a to catch up", func() bool { return len(got.offsets()) >= 5 && a.Ready() == nil })
+	publish(6)
+	waitFor(t, 5*time.Second, "message 6", func() bool { return len(got.offsets()) >= 6 })
+	checkSequence(t, got.offsets(), 6)
+}
+
+// TestRedisRestartLosesNothingAcknowledged restarts a durable Redis while a
+// node publishes: every publish that was acknowledged reaches the other
+// node, once, in order.
+func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Durable: true})
+	sub, pub := newBroker(t, srv.URL), newBroker(t, srv.URL)
+	got := &collector{}
+	run(t, sub, got)
+	run(t, pub, &collector{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	var acked []uint64
+	var failed int
+	publishFor := func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			pos, err := pub.Publish(ctx, &wspush.Message{Channel: "r", Data: []byte(`"x"`)}, keep)
+			if err != nil {
+				failed++
+				time.Sleep(5 * time.Millisecond) // a publisher's retry pause, not synchronization
+				continue
+			}
+			acked = append(acked, pos.Offset)
+		}
+	}
+	publishFor(300 * time.Millisecond)
+	srv.Restart()
+	publishFor(time.Second)
+	waitFor(t, 15*time.Second, "every acknowledged message", func() bool { return len(got.offsets()) >= len(acked) })
+	checkSequence(t, acked, len(acked))
+	checkSequence(t, got.offsets(), len(acked))
+	t.Logf("%d publishes acknowledged, %d refused while Redis was down; all delivered once, in order", len(acked), failed)
+}
+
+// TestUnavailableWhileRedisIsDown checks the node's behaviour without
+// Redis: not ready, publishes refused with ErrUnavailable, back after.
+func TestUnavailableWhileRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	b := newBroker(t, srv.URL)
+	run(t, b, &collector{})
+	srv.Stop()
+	waitFor(t, 10*time.Second, "not ready", func() bool { return b.Ready() != nil })
+	_, err := b.Publish(context.Background(), &wspush.Message{Channel: "x", Data: []byte("1")}, wspush.PublishOptions{})
+	if !errorsIsUnavailable(err) {
+		t.Fatalf("publish with Redis down: %v, want ErrUnavailable", err)
+	}
+	srv.Restart()
+	waitFor(t, 15*time.Second, "ready again", func() bool { return b.Ready() == nil })
+	if _, err := b.Publish(context.Background(), &wspush.Message{Channel: "x", Data: []byte("1")}, wspush.PublishOptions{}); err != nil {
+		t.Fatalf("publish after Redis came back: %v", err)
+	}
+}

@@ -1,0 +1,169 @@
+package redis
+
+import (
+	"context"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wspush/wspush"
+)
+
+// Subscribe subscribes this node to channel's Redis channel and returns
+// once Redis confirms it.
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
+	key := b.pubsubChannel(channel)
+	b.mu.Lock()
+	ps := b.ps
+	if ps == nil {
+		b.mu.Unlock()
+		return wspush.Errorf(wspush.ErrUnavailable, "redis broker not running")
+	}
+	w := make(chan struct{})
+	b.waiters[key] = append(b.waiters[key], w)
+	b.mu.Unlock()
+	err := ps.Subscribe(ctx, key)
+	if err == nil {
+		select {
+		case <-w:
+			if b.Ready() != nil {
+				err = wspush.Errorf(wspush.ErrUnavailable, "redis unavailable")
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		b.dropWaiter(key, w)
+		_ = ps.Unsubscribe(context.WithoutCancel(ctx), key) // not resubscribed on reconnect
+		return unavailable("subscribe", err)
+	}
+	return nil
+}
+
+// Unsubscribe unsubscribes this node from channel's Redis channel.
+func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	ps := b.ps
+	delete(b.streams, channel)
+	b.mu.Unlock()
+	if ps == nil {
+		return nil
+	}
+	if err := ps.Unsubscribe(ctx, b.pubsubChannel(channel)); err != nil {
+		return unavailable("unsubscribe", err)
+	}
+	return nil
+}
+
+// confirm wakes the Subscribe calls waiting for key.
+func (b *Broker) confirm(key string) {
+	b.mu.Lock()
+	ws := b.waiters[key]
+	delete(b.waiters, key)
+	b.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+func (b *Broker) dropWaiter(key string, w chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ws := b.waiters[key]
+	for i, x := range ws {
+		if x == w {
+			b.waiters[key] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(b.waiters[key]) == 0 {
+		delete(b.waiters, key)
+	}
+}
+
+// deliver hands a PUB/SUB message to the handler. For a channel with
+// history it first reads from the history any message this node missed (a
+// gap in the offsets), and drops what it delivered already. It runs on
+// Run's goroutine only.
+func (b *Broker) deliver(ctx context.Context, msg *goredis.Message) {
+	channel := ""
+	if msg.Channel != b.broadcastChannel() {
+		if channel = b.channelOf(msg.Channel); channel == "" {
+			return
+		}
+	}
+	m, err := decodeEnvelope(channel, msg.Payload)
+	if err != nil {
+		b.logger.Warn("dropping a malformed redis message", "channel", msg.Channel, "err", err)
+		return
+	}
+	if m.Offset > 0 && !b.catchUp(ctx, channel, m.Position()) {
+		return // delivered already
+	}
+	b.handler.HandleMessage(m)
+}
+
+// catchUp delivers the messages of channel between the last one this node
+// delivered and next, read from the history, and records next as
+// delivered. It reports false when next was delivered already.
+func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.StreamPosition) bool {
+	b.mu.Lock()
+	last, tracked := b.streams[channel]
+	if !tracked {
+		last = &position{}
+		b.streams[channel] = last
+	}
+	b.mu.Unlock()
+	if tracked && last.epoch == next.Epoch {
+		if next.Offset <= last.offset {
+			return false
+		}
+		if next.Offset > last.offset+1 {
+			b.fill(ctx, channel, last, next.Offset-1)
+		}
+	}
+	b.mu.Lock()
+	last.offset, last.epoch = next.Offset, next.Epoch
+	b.mu.Unlock()
+	return true
+}
+
+// fill delivers channel's messages after last, up to offset upTo (all
+// kept, when upTo is 0), from the history.
+func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo uint64) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	since := wspush.StreamPosition{Offset: last.offset, Epoch: last.epoch}
+	res, err := b.History(ctx, channel, wspush.HistoryQuery{Since: &since})
+	if err != nil || !res.Complete {
+		b.logger.Warn("messages lost for this node: the history does not cover the gap", "channel", channel, "after", last.offset, "err", err)
+	}
+	for _, m := range res.Messages {
+		if upTo > 0 && m.Offset > upTo {
+			break
+		}
+		b.handler.HandleMessage(m)
+		b.mu.Lock()
+		last.offset = m.Offset
+		b.mu.Unlock()
+	}
+}
+
+// resyncAll reads, for every channel with history this node delivers, what
+// was published while the connection was down.
+func (b *Broker) resyncAll(ctx context.Context) {
+	b.mu.Lock()
+	var chans []string
+	for ch := range b.streams {
+		chans = append(chans, ch)
+	}
+	b.mu.Unlock()
+	for _, ch := range chans {
+		b.mu.Lock()
+		last := b.streams[ch]
+		b.mu.Unlock()
+		if last != nil && last.epoch != "" {
+			b.fill(ctx, ch, last, 0)
+		}
+	}
+}
