@@ -31,6 +31,7 @@ type config struct {
 	Broker           string        `yaml:"broker"`
 	RedisURL         string        `yaml:"redis_url"`
 	RedisPrefix      string        `yaml:"redis_prefix"`
+	NATSURL          string        `yaml:"nats_url"`
 	PingInterval     time.Duration `yaml:"ping_interval"`
 	PongTimeout      time.Duration `yaml:"pong_timeout"`
 	WriteTimeout     time.Duration `yaml:"write_timeout"`
@@ -49,6 +50,11 @@ type config struct {
 	// File only.
 	DefaultNamespace wspush.ChannelOptions     `yaml:"default_namespace"`
 	Namespaces       []wspush.NamespaceOptions `yaml:"namespaces"`
+
+	// builtinNamespaces is set while Namespaces is the built-in list (no
+	// config file gave one): a broker that lacks history or presence then
+	// runs the demo's namespace without them rather than refusing to start.
+	builtinNamespaces bool
 }
 
 // defaultShutdownTimeout bounds a graceful stop: connections get 1001 and
@@ -61,6 +67,7 @@ func defaultConfig() config {
 		Broker:           "memory",
 		RedisURL:         "redis://127.0.0.1:6379",
 		RedisPrefix:      "wspush",
+		NATSURL:          "nats://127.0.0.1:4222",
 		PingInterval:     ws.DefaultPingInterval,
 		PongTimeout:      ws.DefaultPongTimeout,
 		WriteTimeout:     ws.DefaultWriteTimeout,
@@ -79,6 +86,7 @@ func defaultConfig() config {
 		// The chat demo's rooms ("room:<name>") keep their last messages
 		// and know who is in them. A config file's namespaces replace this
 		// list: one that wants the demo's rooms lists "room" too.
+		builtinNamespaces: true,
 		Namespaces: []wspush.NamespaceOptions{{
 			Name: "room",
 			ChannelOptions: wspush.ChannelOptions{
@@ -97,9 +105,10 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "`address` to listen on (host:port)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "`key` the publish API requires as \"Authorization: Bearer <key>\"; without one the API answers loopback callers only")
 	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated browser `origins` allowed to connect besides the server's own (https://app.example.com, https://*.example.com, or * for any)")
-	fs.StringVar(&c.Broker, "broker", c.Broker, "message `broker`: memory (one node) or redis (a cluster of nodes sharing one Redis)")
+	fs.StringVar(&c.Broker, "broker", c.Broker, "message `broker`: memory (one node), redis or nats (a cluster of nodes sharing one Redis or NATS)")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis `URL` for --broker redis: redis://[user:password@]host:port[/db], rediss:// for TLS")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "`prefix` of wspush's Redis keys and channels, to share a Redis with other applications")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS `URL` for --broker nats: nats://host:4222 (comma-separated for several); NATS keeps no history or presence")
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "ping a connection quiet for this `duration`")
 	fs.DurationVar(&c.PongTimeout, "pong-timeout", c.PongTimeout, "close a connection that sent nothing (not even a pong) for this `duration`, with 4010")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "cut off a client that accepts no data for this `duration`")
@@ -126,8 +135,12 @@ func (c *config) validate() error {
 		if c.RedisURL == "" {
 			bad("broker redis needs redis_url")
 		}
+	case "nats":
+		if c.NATSURL == "" {
+			bad("broker nats needs nats_url")
+		}
 	default:
-		bad("broker %q: want memory or redis", c.Broker)
+		bad("broker %q: want memory, redis or nats", c.Broker)
 	}
 	for name, d := range map[string]time.Duration{"ping_interval": c.PingInterval, "pong_timeout": c.PongTimeout, "write_timeout": c.WriteTimeout, "shutdown_timeout": c.ShutdownTimeout} {
 		if d <= 0 {
@@ -284,6 +297,12 @@ func loadFile(path string, cfg *config) error {
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var listed struct {
+		Namespaces yaml.Node `yaml:"namespaces"`
+	}
+	if yaml.Unmarshal(b, &listed) == nil && listed.Namespaces.Kind != 0 {
+		cfg.builtinNamespaces = false
 	}
 	return nil
 }

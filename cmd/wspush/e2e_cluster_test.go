@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wspush/wspush/internal/redistest"
 )
@@ -203,4 +207,40 @@ func TestClusterRedisDownThenBack(t *testing.T) {
 		t.Fatalf("after Redis came back: %+v (data %s), want offset 2", f, f.Data)
 	}
 	wg.Wait()
+}
+
+func TestClusterOverNATS(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	// History needs a broker that keeps it: NATS is refused at start.
+	cfg := clusterConfig(t)
+	err = run(context.Background(), []string{"wspush", "serve", "--addr", "127.0.0.1:0", "--broker", "nats", "--nats-url", ns.ClientURL(), "--config", cfg},
+		func(string) string { return "" }, strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "history_size is set, but this broker keeps no history") {
+		t.Fatalf("a history namespace on NATS: %v", err)
+	}
+
+	a := startServer(t, "--broker", "nats", "--nats-url", ns.ClientURL())
+	b := startServer(t, "--broker", "nats", "--nats-url", ns.ClientURL())
+	waitReadyz(t, a, 200)
+	waitReadyz(t, b, 200)
+	ca, cb := dial(t, a.WS+"?channels=n.1", nil), dial(t, b.WS+"?channels=n.1", nil)
+	for i := range 20 {
+		publishJSON(t, []*server{a, b}[i%2], "n.1", fmt.Sprint(i))
+	}
+	for _, c := range []*wsConn{ca, cb} {
+		for i := range 20 {
+			if f := c.nextMessage(); string(f.Data) != fmt.Sprint(i) {
+				t.Fatalf("message %d: %+v", i, f)
+			}
+		}
+	}
 }

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/broker/memory"
+	"github.com/wspush/wspush/internal/broker/nats"
 	"github.com/wspush/wspush/internal/broker/redis"
 	"github.com/wspush/wspush/internal/httpapi"
 	"github.com/wspush/wspush/internal/hub"
@@ -46,6 +48,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		QueueMaxBytes:    int(cfg.QueueMaxBytes),
 		Origins:          origins,
 	})
+	if cfg.builtinNamespaces {
+		cfg.Namespaces = fitBroker(logger, broker, cfg.Namespaces)
+		namespaces = wspush.NewNamespaces(cfg.DefaultNamespace, cfg.Namespaces)
+	}
 	history, presence, err := brokerFeatures(broker, namespaces)
 	if err != nil {
 		return err
@@ -248,7 +254,30 @@ func newBroker(logger *slog.Logger, cfg config) (wspush.Broker, error) {
 	switch cfg.Broker {
 	case "redis":
 		return redis.New(logger.With("broker", "redis"), redis.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix})
+	case "nats":
+		return nats.New(logger.With("broker", "nats"), nats.Config{URL: cfg.NATSURL})
 	default:
 		return memory.New(), nil
 	}
+}
+
+// fitBroker turns off, in the built-in namespaces, the history and
+// presence that broker lacks, so that the demo runs on any broker.
+func fitBroker(logger *slog.Logger, b wspush.Broker, list []wspush.NamespaceOptions) []wspush.NamespaceOptions {
+	_, hasHistory := b.(wspush.History)
+	_, hasPresence := b.(wspush.Presence)
+	out := slices.Clone(list)
+	for i := range out {
+		o := &out[i].ChannelOptions
+		if (o.HistorySize > 0 && !hasHistory) || (o.Presence && !hasPresence) {
+			logger.Info("this broker keeps no history or presence: the built-in namespace runs without them", "namespace", out[i].Name)
+		}
+		if !hasHistory {
+			o.HistorySize, o.HistoryTTL = 0, 0
+		}
+		if !hasPresence {
+			o.Presence = false
+		}
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/broker/envelope"
 )
 
 // publishScript appends a message to a channel's history, numbers it and
@@ -43,7 +44,7 @@ func (b *Broker) Publish(ctx context.Context, m *wspush.Message, opts wspush.Pub
 		if !m.Broadcast {
 			ch = b.pubsubChannel(m.Channel)
 		}
-		if err := b.client.Publish(ctx, ch, encodeEnvelope(m)).Err(); err != nil {
+		if err := b.client.Publish(ctx, ch, envelope.Encode(m)).Err(); err != nil {
 			return wspush.StreamPosition{}, unavailable("publish", err)
 		}
 		return wspush.StreamPosition{}, nil

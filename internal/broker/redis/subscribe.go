@@ -6,6 +6,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/broker/envelope"
 )
 
 // Subscribe subscribes this node to channel's Redis channel and returns
@@ -92,7 +93,7 @@ func (b *Broker) deliver(ctx context.Context, msg *goredis.Message) {
 			return
 		}
 	}
-	m, err := decodeEnvelope(channel, msg.Payload)
+	m, err := envelope.Decode(channel, msg.Payload)
 	if err != nil {
 		b.logger.Warn("dropping a malformed redis message", "channel", msg.Channel, "err", err)
 		return

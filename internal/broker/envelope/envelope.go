@@ -1,4 +1,12 @@
-package redis
+// Package envelope is the wire form of a message between wspush nodes,
+// shared by the Redis and NATS brokers:
+//
+//	v1\n<kind>\n<offset>\n<epoch>\n<client JSON>\n<data>
+//
+// kind is p (publication), j (join), l (leave) or b (broadcast); offset is
+// 0 and epoch empty without history; the client JSON is empty but for join
+// and leave. Five header lines, then the data, which may hold newlines.
+package envelope
 
 import (
 	"encoding/json"
@@ -9,18 +17,10 @@ import (
 	"github.com/wspush/wspush"
 )
 
-// A PUB/SUB payload is an envelope of five header lines and the data:
-//
-//	v1\n<kind>\n<offset>\n<epoch>\n<client JSON>\n<data>
-//
-// kind is p (publication), j (join), l (leave) or b (broadcast); offset is
-// 0 and epoch empty without history; the client JSON is empty but for join
-// and leave. The Lua publish script writes the same layout.
-
 var kindCodes = map[wspush.Kind]byte{wspush.KindPublication: 'p', wspush.KindJoin: 'j', wspush.KindLeave: 'l'}
 
-// encodeEnvelope returns m's PUB/SUB payload.
-func encodeEnvelope(m *wspush.Message) []byte {
+// Encode returns m's wire form.
+func Encode(m *wspush.Message) []byte {
 	kind := kindCodes[m.Kind]
 	if m.Broadcast {
 		kind = 'b'
@@ -41,22 +41,23 @@ func encodeEnvelope(m *wspush.Message) []byte {
 	return append(b, m.Data...)
 }
 
-var errBadEnvelope = errors.New("malformed redis message")
+// ErrMalformed is a payload that is not an envelope.
+var ErrMalformed = errors.New("malformed envelope")
 
-// decodeEnvelope parses a payload received on channel (empty for the
-// broadcast channel). The data is the payload's tail, not copied.
-func decodeEnvelope(channel string, payload string) (*wspush.Message, error) {
+// Decode parses a payload received for channel (empty for a broadcast).
+// The data is the payload's tail, not copied.
+func Decode(channel string, payload string) (*wspush.Message, error) {
 	var fields [5]string
 	rest := payload
 	for i := range fields {
 		n := strings.IndexByte(rest, '\n')
 		if n < 0 {
-			return nil, errBadEnvelope
+			return nil, ErrMalformed
 		}
 		fields[i], rest = rest[:n], rest[n+1:]
 	}
 	if fields[0] != "v1" || len(fields[1]) != 1 {
-		return nil, errBadEnvelope
+		return nil, ErrMalformed
 	}
 	m := &wspush.Message{Channel: channel, Data: json.RawMessage(rest), Epoch: fields[3]}
 	switch fields[1][0] {
@@ -68,17 +69,17 @@ func decodeEnvelope(channel string, payload string) (*wspush.Message, error) {
 	case 'b':
 		m.Broadcast, m.Channel = true, ""
 	default:
-		return nil, errBadEnvelope
+		return nil, ErrMalformed
 	}
 	off, err := strconv.ParseUint(fields[2], 10, 64)
 	if err != nil {
-		return nil, errBadEnvelope
+		return nil, ErrMalformed
 	}
 	m.Offset = off
 	if fields[4] != "" {
 		m.Client = &wspush.ClientInfo{}
 		if err := json.Unmarshal([]byte(fields[4]), m.Client); err != nil {
-			return nil, errBadEnvelope
+			return nil, ErrMalformed
 		}
 	}
 	return m, nil
