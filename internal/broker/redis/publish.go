@@ -10,7 +10,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wspush/wspush"
-	"github.com/wspush/wspush/internal/broker/envelope"
 )
 
 // publishScript appends a message to a channel's history, numbers it and
@@ -36,34 +35,6 @@ redis.call("pexpire", KEYS[2], ARGV[3])
 redis.call("publish", KEYS[3], "v1\np\n" .. offset .. "\n" .. epoch .. "\n\n" .. ARGV[1])
 return {offset, epoch}
 `)
-
-// Publish publishes m to every node; with history, through publishScript.
-func (b *Broker) Publish(ctx context.Context, m *wspush.Message, opts wspush.PublishOptions) (wspush.StreamPosition, error) {
-	if opts.HistorySize <= 0 || m.Broadcast || m.Kind != wspush.KindPublication {
-		ch := b.broadcastChannel()
-		if !m.Broadcast {
-			ch = b.pubsubChannel(m.Channel)
-		}
-		if err := b.client.Publish(ctx, ch, envelope.Encode(m)).Err(); err != nil {
-			return wspush.StreamPosition{}, unavailable("publish", err)
-		}
-		return wspush.StreamPosition{}, nil
-	}
-	ttl := opts.HistoryTTL
-	if ttl <= 0 {
-		ttl = 24 * time.Hour // history needs an end; the namespace's TTL is normally set
-	}
-	keys := []string{b.streamKey(m.Channel), b.metaKey(m.Channel), b.pubsubChannel(m.Channel)}
-	res, err := publishScript.Run(ctx, b.client, keys,
-		[]byte(m.Data), opts.HistorySize, ttl.Milliseconds(), newEpoch(), time.Now().UnixMilli()).Slice()
-	if err != nil {
-		return wspush.StreamPosition{}, unavailable("publish", err)
-	}
-	off, _ := res[0].(int64)
-	epoch, _ := res[1].(string)
-	m.Offset, m.Epoch = uint64(off), epoch
-	return m.Position(), nil
-}
 
 // newEpoch returns a random epoch name.
 func newEpoch() string {

@@ -71,13 +71,15 @@ type Broker struct {
 	logger *slog.Logger
 	client *goredis.Client
 
-	ready atomic.Bool
+	ready   atomic.Bool
+	running atomic.Bool // Run runs: publishes are sent
 
 	mu      sync.Mutex
 	ps      *goredis.PubSub            // set while Run runs
 	waiters map[string][]chan struct{} // SUBSCRIBE confirmations awaited, by Redis channel
 	streams map[string]*position       // last delivered position, by wspush channel with history
 	local   map[presenceKey]wspush.ClientInfo
+	pubq    chan *pubReq // publishes waiting for the pipeline
 
 	handler wspush.Handler
 }
@@ -125,6 +127,7 @@ func New(logger *slog.Logger, cfg Config) (*Broker, error) {
 		waiters: map[string][]chan struct{}{},
 		streams: map[string]*position{},
 		local:   map[presenceKey]wspush.ClientInfo{},
+		pubq:    make(chan *pubReq, pubQueueSize),
 	}, nil
 }
 
@@ -178,6 +181,9 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	refreshCtx, stopRefresh := context.WithCancel(ctx)
 	defer stopRefresh()
 	wg.Go(func() { b.refreshPresence(refreshCtx) })
+	b.running.Store(true)
+	defer b.running.Store(false)
+	wg.Go(func() { b.runPublisher(refreshCtx) })
 
 	backoff := 100 * time.Millisecond
 	pinged := false

@@ -1,0 +1,61 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/redistest"
+)
+
+// The cost of publishing through Redis from 16 concurrent publishers:
+// the broker's pipelined Publish against one PUBLISH round trip per
+// message with the same client library. The Redis server runs on the same
+// cores: compare the two in one run.
+
+func BenchmarkPublishPipelined(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	br := newBroker(b, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx, wspush.HandlerFunc(func(*wspush.Message) {})) }()
+	defer func() { cancel(); <-done }()
+	for br.Ready() != nil {
+	}
+	for _, opts := range []struct {
+		name string
+		o    wspush.PublishOptions
+	}{{"no-history", wspush.PublishOptions{}}, {"history", keep}} {
+		b.Run(opts.name, func(b *testing.B) {
+			b.SetParallelism(8) // 16 publishers on 2 CPUs
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := br.Publish(ctx, &wspush.Message{Channel: "bench", Data: []byte(`{"n":1}`)}, opts.o); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkPublishOneRoundTripEach(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, PoolSize: 16})
+	defer c.Close()
+	ctx := context.Background()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.Publish(ctx, "wspush.ch.{bench}", "v1\np\n0\n\n\n{\"n\":1}").Err(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
