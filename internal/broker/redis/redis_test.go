@@ -192,3 +192,47 @@ func TestUnavailableWhileRedisIsDown(t *testing.T) {
 		t.Fatalf("publish after Redis came back: %v", err)
 	}
 }
+
+// TestCrashedNodePresenceExpires: a node refreshes its presence entries;
+// once it is gone (no RemovePresence, as in a crash), they expire within
+// the presence TTL, while a live node's entries stay.
+func TestCrashedNodePresenceExpires(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	const ttl = 400 * time.Millisecond
+	mk := func() *redis.Broker {
+		b, err := redis.New(logger, redis.Config{URL: srv.URL, PresenceTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	live, doomed := mk(), mk()
+	run(t, live, &collector{})
+	ctx, crash := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- doomed.Run(ctx, &collector{}) }()
+	waitFor(t, 10*time.Second, "the doomed node to be ready", func() bool { return doomed.Ready() == nil })
+
+	bg := context.Background()
+	if err := live.AddPresence(bg, "room", wspush.ClientInfo{ClientID: "stays"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := doomed.AddPresence(bg, "room", wspush.ClientInfo{ClientID: "goes"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	crash()
+	<-done
+	start := time.Now()
+	waitFor(t, 5*time.Second, "the crashed node's client to leave presence", func() bool {
+		p, err := live.Presence(bg, "room")
+		return err == nil && len(p) == 1 && p["stays"].ClientID == "stays"
+	})
+	if d := time.Since(start); d > 2*ttl+time.Second {
+		t.Fatalf("took %v, longer than the TTL allows", d)
+	}
+	// Several TTLs later, the live node's entry is still there: refreshed.
+	waitFor(t, 5*time.Second, "three TTLs", func() bool { return time.Since(start) > 3*ttl })
+	if p, _ := live.Presence(bg, "room"); p["stays"].ClientID != "stays" {
+		t.Fatal("the live node's entry expired: it was not refreshed")
+	}
+}
