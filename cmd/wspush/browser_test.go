@@ -84,9 +84,10 @@ func newBrowser(t *testing.T) context.Context {
 
 // browserTab is one page in its own browser context (its own localStorage).
 type browserTab struct {
-	t    *testing.T
-	name string
-	ctx  context.Context
+	t      *testing.T
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc // closes the tab
 
 	mu         sync.Mutex
 	requests   []string // URLs of every request the page made
@@ -103,7 +104,7 @@ func newBrowserTab(t *testing.T, browser context.Context, name, url string) *bro
 		chromedp.WithNewBrowserContext(),
 		chromedp.WithListener(tb.listen),
 	)
-	tb.ctx = ctx
+	tb.ctx, tb.cancel = ctx, cancel
 	t.Cleanup(func() {
 		cancel()
 		tb.mu.Lock()
@@ -242,6 +243,125 @@ func (tb *browserTab) waitNotice(part string) {
 	})`, jsLit(part)))
 }
 
+// chatLine is a message as the page shows it.
+type chatLine struct {
+	User, Text string
+	Earlier    bool // loaded from the history
+}
+
+func (l chatLine) String() string {
+	if l.Earlier {
+		return l.User + ": " + l.Text + " (earlier)"
+	}
+	return l.User + ": " + l.Text
+}
+
+// lines returns the messages the page shows, in order.
+func (tb *browserTab) lines() []chatLine {
+	tb.t.Helper()
+	got, err := browserEval[[]chatLine](tb, `Array.from(document.querySelectorAll("#messages .msg")).map(function (m) {
+		return {User: m.querySelector(".user").textContent, Text: m.querySelector(".text").textContent, Earlier: m.classList.contains("earlier")};
+	})`)
+	if err != nil {
+		tb.t.Fatalf("%s: read the messages: %v", tb.name, err)
+	}
+	return got
+}
+
+// wantLines checks that the page shows exactly want, in order.
+func (tb *browserTab) wantLines(want ...chatLine) {
+	tb.t.Helper()
+	got := tb.lines()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		tb.t.Errorf("%s shows\n  %v\nwant\n  %v\n%s", tb.name, got, want, tb.dump())
+	}
+}
+
+// member is an entry of the page's member list.
+type member struct {
+	ID, Name string
+	Me       bool
+}
+
+// members returns the page's member list.
+func (tb *browserTab) members() []member {
+	tb.t.Helper()
+	got, err := browserEval[[]member](tb, `Array.from(document.querySelectorAll("#member-list li")).map(function (m) {
+		return {ID: m.dataset.clientId, Name: m.querySelector(".name").textContent, Me: m.classList.contains("me")};
+	})`)
+	if err != nil {
+		tb.t.Fatalf("%s: read the member list: %v", tb.name, err)
+	}
+	return got
+}
+
+// waitMembers waits until the member list has exactly the given names (in
+// any order) and a count that matches.
+func (tb *browserTab) waitMembers(names ...string) {
+	tb.t.Helper()
+	tb.wait(fmt.Sprintf("members %q", names), fmt.Sprintf(`(function (want) {
+		var got = Array.from(document.querySelectorAll("#member-list li .name")).map(function (n) { return n.textContent; });
+		return document.getElementById("member-count").textContent === String(want.length) &&
+			document.getElementById("members").dataset.stale === "false" &&
+			JSON.stringify(got.slice().sort()) === JSON.stringify(want.slice().sort());
+	})(%s)`, jsLit(names)))
+}
+
+// myClientID returns the page's own client id, from its member list.
+func (tb *browserTab) myClientID() string {
+	tb.t.Helper()
+	tb.wait("its own entry in the member list", `document.querySelector("#member-list li.me") !== null`)
+	id, err := browserEval[string](tb, `document.querySelector("#member-list li.me").dataset.clientId`)
+	if err != nil || id == "" {
+		tb.t.Fatalf("%s: own client id %q, %v", tb.name, id, err)
+	}
+	return id
+}
+
+// close closes the tab, as a user closing it does.
+func (tb *browserTab) close() {
+	tb.cancel()
+}
+
+// setOffline cuts the tab off the network, or puts it back: the browser
+// says it is offline (navigator.onLine, the offline and online events) and
+// its traffic stops, as when a laptop leaves the Wi-Fi.
+func (tb *browserTab) setOffline(offline bool) {
+	tb.t.Helper()
+	tb.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		// Traffic first, so that nothing gets through once the page hears
+		// it is offline. Chromium's protocol for it changed over versions:
+		// try the deprecated command, then both shapes of its successor.
+		type raw = cdp.Command[map[string]any, cdp.Empty]
+		conds := map[string]any{"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+		err := cdpCall(ctx, t, raw{Method: "Network.emulateNetworkConditions"}, conds)
+		if err != nil {
+			rule := map[string]any{"urlPattern": "", "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+			err = cdpCall(ctx, t, raw{Method: "Network.emulateNetworkConditionsByRule"},
+				map[string]any{"offline": offline, "matchedNetworkConditions": []any{rule}})
+		}
+		if err != nil {
+			rule := map[string]any{"urlPattern": "", "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+			err = cdpCall(ctx, t, raw{Method: "Network.emulateNetworkConditionsByRule"},
+				map[string]any{"matchedNetworkConditions": []any{rule}})
+		}
+		if err != nil {
+			return fmt.Errorf("emulate offline=%v: %w", offline, err)
+		}
+		_, err = cdp.Call(ctx, t, network.OverrideNetworkState, network.OverrideNetworkStateParams{
+			Offline: offline, DownloadThroughput: -1, UploadThroughput: -1,
+		})
+		return err
+	}))
+	tb.wait(fmt.Sprintf("navigator.onLine to be %v", !offline), fmt.Sprintf("navigator.onLine === %v", !offline))
+}
+
+// cdpCall runs a raw DevTools command.
+func cdpCall(ctx context.Context, t *chromedp.Target, c cdp.Command[map[string]any, cdp.Empty], params map[string]any) error {
+	_, err := cdp.Call(ctx, t, c, params)
+	return err
+}
+
 // shiftKey is the Shift bit of CDP's key event modifiers.
 const shiftKey = 8
 
@@ -277,11 +397,12 @@ func jsLit(v any) string {
 }
 
 // roomChannel is the chat page's channel for a room (channelFor in
-// chat.js): "room-" and the name's UTF-8 bytes, kept when in [A-Za-z0-9_-],
-// else written as $hh.
+// chat.js): "room:" (the namespace "room", which the default configuration
+// has) and the name's UTF-8 bytes, kept when in [A-Za-z0-9_-], else written
+// as $hh.
 func roomChannel(room string) string {
 	var b strings.Builder
-	b.WriteString("room-")
+	b.WriteString("room:")
 	for _, c := range []byte(room) {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
 			b.WriteByte(c)
@@ -349,11 +470,12 @@ func TestBrowserShowsAPIMessagesAndBroadcasts(t *testing.T) {
 	p := newBrowserTab(t, browser, "page", s.URL+"/")
 	room := "新闻 news"
 	ch := roomChannel(room)
-	if ch != "room-$e6$96$b0$e9$97$bb$20news" {
+	if ch != "room:$e6$96$b0$e9$97$bb$20news" {
 		t.Fatalf("roomChannel(%q) = %q", room, ch)
 	}
 	p.join("Ada", room)
-	if hint, err := browserEval[string](p, `document.getElementById("curl-hint").textContent`); err != nil || !strings.HasSuffix(hint, "/api/publish/"+ch) {
+	// The URL is quoted for the shell: it has '$'.
+	if hint, err := browserEval[string](p, `document.getElementById("curl-hint").textContent`); err != nil || !strings.HasSuffix(hint, "/api/publish/"+ch+"'") {
 		t.Errorf("the page's curl hint %q (err %v) does not name channel %s", hint, err, ch)
 	}
 
@@ -368,7 +490,7 @@ func TestBrowserShowsAPIMessagesAndBroadcasts(t *testing.T) {
 	p.waitMessage("bot", "beep")
 
 	// Another room's messages stay out.
-	browserPost(t, s.URL+"/api/publish/room-other", "text/plain", "not for news")
+	browserPost(t, s.URL+"/api/publish/"+roomChannel("other"), "text/plain", "not for news")
 
 	browserPost(t, s.URL+"/api/broadcast", "application/json", `{"data":"maintenance"}`)
 	p.waitNotice("maintenance")
@@ -379,6 +501,10 @@ func TestBrowserShowsAPIMessagesAndBroadcasts(t *testing.T) {
 	}
 }
 
+// TestBrowserReconnectsAfterServerRestart restarts the server under the
+// page: the restart loses the history (a new epoch), so the page cannot
+// recover what it missed. It must say so, reload the room's last messages,
+// and carry on.
 func TestBrowserReconnectsAfterServerRestart(t *testing.T) {
 	s := startServer(t)
 	browser := newBrowser(t)
@@ -393,6 +519,8 @@ func TestBrowserReconnectsAfterServerRestart(t *testing.T) {
 	}
 	p.waitState("disconnected")
 	p.waitNotice("reconnecting")
+	// Kept offline until the new server has a message the page missed.
+	p.setOffline(true)
 
 	// A new server on the same address. startServer passes
 	// --addr 127.0.0.1:0 first; the later flag wins.
@@ -401,15 +529,165 @@ func TestBrowserReconnectsAfterServerRestart(t *testing.T) {
 	if s2.Addr != addr {
 		t.Fatalf("restarted on %s, want %s", s2.Addr, addr)
 	}
+	ch := roomChannel("restart")
+	browserPost(t, s2.URL+"/api/publish/"+ch, "text/plain", "while away")
+	p.setOffline(false)
 	p.waitState("connected")
 	p.wait("the room subscription again", `document.getElementById("chat").dataset.joined === "true"`)
 	p.waitNotice("Reconnected")
+	p.waitNotice("Some messages could not be recovered")
+	p.waitMessage("api", "while away")
 
 	// Resubscribed: its own message and the API's both arrive.
 	p.say("after")
 	p.waitMessage("Ada", "after")
-	browserPost(t, s2.URL+"/api/publish/"+roomChannel("restart"), "text/plain", "api after")
+	browserPost(t, s2.URL+"/api/publish/"+ch, "text/plain", "api after")
 	p.waitMessage("api", "api after")
+	p.wantLines(
+		chatLine{"Ada", "before", false},
+		chatLine{"api", "while away", true},
+		chatLine{"Ada", "after", false},
+		chatLine{"api", "api after", false},
+	)
+	// The notice comes before the reloaded messages.
+	if ok, err := browserEval[bool](p, `(function () {
+		var n = document.querySelector("#messages .notice.reset");
+		var m = document.querySelector("#messages .msg.earlier");
+		return !!n && !!m && (n.compareDocumentPosition(m) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;
+	})()`); err != nil || !ok {
+		t.Errorf("the reset notice does not precede the reloaded messages (err %v)\n%s", err, p.dump())
+	}
+}
+
+// TestBrowserRecoversMissedMessages takes a tab offline while the room goes
+// on: once back, it shows what it missed, once each and in order.
+func TestBrowserRecoversMissedMessages(t *testing.T) {
+	s := startServer(t)
+	browser := newBrowser(t)
+	a := newBrowserTab(t, browser, "tab A", s.URL+"/")
+	b := newBrowserTab(t, browser, "tab B", s.URL+"/")
+	a.join("Alice", "recovery")
+	b.join("Bob", "recovery")
+	a.say("a1")
+	a.waitMessage("Alice", "a1")
+	b.waitMessage("Alice", "a1")
+
+	a.setOffline(true)
+	a.waitState("disconnected")
+	a.waitNotice("reconnecting")
+
+	// Each waited for, so that the order is known.
+	b.say("b1")
+	b.waitMessage("Bob", "b1")
+	b.say("b2")
+	b.waitMessage("Bob", "b2")
+	browserPost(t, s.URL+"/api/publish/"+roomChannel("recovery"), "text/plain", "api1")
+	b.waitMessage("api", "api1")
+	b.say("b3")
+	b.waitMessage("Bob", "b3")
+	a.wantLines(chatLine{"Alice", "a1", false}) // offline: nothing came
+
+	a.setOffline(false)
+	a.waitState("connected")
+	a.waitNotice("Reconnected")
+	a.waitMessage("Bob", "b3")
+	// Live again. A duplicate of a recovered message would come before it.
+	b.say("b4")
+	a.waitMessage("Bob", "b4")
+	want := []chatLine{
+		{"Alice", "a1", false},
+		{"Bob", "b1", false},
+		{"Bob", "b2", false},
+		{"api", "api1", false},
+		{"Bob", "b3", false},
+		{"Bob", "b4", false},
+	}
+	a.wantLines(want...)
+	b.wantLines(want...)
+	if n, err := browserEval[int](a, `document.querySelectorAll("#messages .notice.reset").length`); err != nil || n != 0 {
+		t.Errorf("tab A says %d times (err %v) that it could not recover\n%s", n, err, a.dump())
+	}
+}
+
+// TestBrowserMemberList checks the room's member list: filled from presence
+// on joining, with names learnt from chat lines, and kept up to date by
+// join and leave, whether a tab leaves the room or closes.
+func TestBrowserMemberList(t *testing.T) {
+	s := startServer(t)
+	browser := newBrowser(t)
+	a := newBrowserTab(t, browser, "tab A", s.URL+"/")
+	b := newBrowserTab(t, browser, "tab B", s.URL+"/")
+	c := newBrowserTab(t, browser, "tab C", s.URL+"/")
+
+	a.join("Alice", "members")
+	a.waitMembers("Alice")
+	a.say("hello from A")
+	a.waitMessage("Alice", "hello from A")
+
+	// B learns Alice's name from the history; A sees B join, as a guest
+	// until B says something.
+	b.join("Bob", "members")
+	b.waitMembers("Bob", "Alice")
+	bID := b.myClientID()
+	a.waitMembers("Alice", "guest-"+bID[:4])
+	b.say("hi from B")
+	a.waitMembers("Alice", "Bob")
+	if m := a.members(); len(m) != 2 || !m[0].Me || m[0].Name != "Alice" || m[1].ID != bID {
+		t.Errorf("tab A's member list %+v: want itself first, then B (%s)", m, bID)
+	}
+	if n, err := browserEval[string](a, `document.querySelector("#member-list li.me").textContent`); err != nil || !strings.Contains(n, "you") {
+		t.Errorf("tab A's own entry %q (err %v) does not say it is you", n, err)
+	}
+
+	// C comes and leaves the room.
+	c.join("Carol", "members")
+	cID := c.myClientID()
+	a.waitMembers("Alice", "Bob", "guest-"+cID[:4])
+	b.waitMembers("Alice", "Bob", "guest-"+cID[:4])
+	c.do(chromedp.Click(chromedp.ID("leave")), chromedp.WaitVisible(chromedp.ID("join-form")))
+	a.waitMembers("Alice", "Bob")
+	b.waitMembers("Alice", "Bob")
+
+	// B closes its tab.
+	b.close()
+	a.waitMembers("Alice")
+}
+
+// TestBrowserHistoryOnJoin checks that a tab joining a room shows its last
+// 50 messages, marked as earlier, then live ones.
+func TestBrowserHistoryOnJoin(t *testing.T) {
+	s := startServer(t)
+	browser := newBrowser(t)
+	a := newBrowserTab(t, browser, "tab A", s.URL+"/")
+	a.join("Alice", "history")
+	ch := roomChannel("history")
+	for i := 1; i <= 52; i++ {
+		browserPost(t, s.URL+"/api/publish/"+ch, "text/plain", fmt.Sprintf("n%d", i))
+	}
+	a.waitMessage("api", "n52")
+	a.say("last from A")
+	a.waitMessage("Alice", "last from A")
+
+	b := newBrowserTab(t, browser, "tab B", s.URL+"/")
+	b.join("Bob", "history")
+	b.waitMessage("Alice", "last from A")
+	b.waitNotice("Earlier messages")
+	b.say("live from B")
+	b.waitMessage("Bob", "live from B")
+	a.waitMessage("Bob", "live from B")
+
+	var want []chatLine
+	for i := 4; i <= 52; i++ { // the last 50: n4...n52 and A's
+		want = append(want, chatLine{"api", fmt.Sprintf("n%d", i), true})
+	}
+	want = append(want, chatLine{"Alice", "last from A", true}, chatLine{"Bob", "live from B", false})
+	b.wantLines(want...)
+	// The earlier messages come after the welcome, then the divider.
+	if order, err := browserEval[string](b, `Array.from(document.querySelectorAll("#messages > li")).map(function (li) {
+		return li.classList.contains("earlier-divider") ? "divider" : li.classList.contains("earlier") ? "earlier" : li.classList.contains("notice") ? "notice" : "live";
+	}).filter(function (k, i, all) { return i === 0 || all[i - 1] !== k; }).join(",")`); err != nil || order != "notice,earlier,divider,live" {
+		t.Errorf("tab B's list runs %q (err %v), want notice,earlier,divider,live", order, err)
+	}
 }
 
 // waitPortFree waits until addr can be bound, so that a server can restart
@@ -515,5 +793,150 @@ func TestBrowserClientAPI(t *testing.T) {
 	}
 	if off, _ := got["off"].(string); off == "" {
 		t.Errorf("publish to an unknown namespace was accepted: %v", got)
+	}
+}
+
+// TestBrowserClientHistoryAPI uses wspush.js's history, presence and
+// recovery API directly, in the default configuration's namespace "room".
+func TestBrowserClientHistoryAPI(t *testing.T) {
+	s := startServer(t)
+	browser := newBrowser(t)
+	p := newBrowserTab(t, browser, "page", s.URL+"/")
+
+	got, err := browserEval[map[string]any](p, `(async function () {
+		const ch = "room:api";
+		const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+		const until = async (f) => { while (!f()) await sleep(10); };
+		const c = new Wspush();
+		const subs = [], msgs = [], joins = [], leaves = [];
+		c.on("subscribed", (e) => subs.push(e));
+		c.on("message", (m) => msgs.push(m));
+		c.on("join", (e) => joins.push(e));
+		c.on("leave", (e) => leaves.push(e));
+		c.connect();
+		const reply = await c.subscribe(ch);
+		const pub = [];
+		for (let i = 1; i <= 3; i++) pub.push(await c.publish(ch, i));
+		await until(() => msgs.length === 3 && joins.length === 1);
+		const epoch = msgs[0].epoch;
+		// The same message again is dropped.
+		c._frame(JSON.stringify({type: "message", channel: ch, offset: 2, epoch: epoch, data: "dup"}));
+		const h = await c.history(ch, {limit: 2});
+		const hs = await c.history(ch, {since: {offset: 1, epoch: epoch}});
+		const pres = await c.presence(ch);
+		const presJoins = joins.length;
+		const stats = await c.presenceStats(ch);
+		let notSub = "";
+		try { await c.history("room:elsewhere", {limit: 1}); } catch (e) { notSub = e.code; }
+		let noHistory = "";
+		try { await c.subscribe("plain"); await c.history("plain"); } catch (e) { noHistory = e.code; }
+
+		// Resuming from a position: the messages after it, then live ones.
+		const d = new Wspush();
+		const dsubs = [], dmsgs = [], dresets = [];
+		d.on("subscribed", (e) => dsubs.push(e));
+		d.on("message", (m) => dmsgs.push(m));
+		d.on("reset", (e) => dresets.push(e));
+		d.connect();
+		await d.subscribe(ch, {since: {offset: 1, epoch: epoch}});
+		await until(() => dmsgs.length === 2);
+		await until(() => joins.length === 2);
+		await c.publish(ch, 4);
+		await until(() => dmsgs.length === 3 && msgs.length === 4);
+
+		// A position of another epoch cannot be recovered.
+		const e = new Wspush();
+		const esubs = [], eresets = [], emsgs = [];
+		e.on("subscribed", (x) => esubs.push(x));
+		e.on("reset", (x) => eresets.push(x));
+		e.on("message", (m) => emsgs.push(m));
+		e.connect();
+		await e.subscribe(ch, {since: {offset: 1, epoch: "gone"}});
+		const epos = e.position(ch);
+		d.close();
+		await until(() => leaves.length === 1);
+		e.close();
+		const cpos = c.position(ch);
+		c.close();
+		return {
+			reply: [reply.offset, reply.epoch === "", reply.recovered === undefined],
+			sub0: JSON.stringify(subs[0]),
+			pub: pub.map((r) => r.offset).join(","),
+			msgs: msgs.map((m) => m.offset + ":" + m.data + ":" + (m.epoch === epoch)).join(","),
+			join: joins[0].client.client_id === pres.clients[0].client_id && joins[0].channel === ch,
+			history: h.messages.map((m) => m.offset + ":" + m.data).join(",") + "@" + h.offset + ":" + (h.epoch === epoch),
+			since: hs.messages.map((m) => m.offset).join(",") + ":" + hs.complete,
+			presence: pres.clients.length + "/" + presJoins,
+			stats: stats.num_clients + "/" + stats.num_users,
+			notSub, noHistory,
+			dsub: JSON.stringify(dsubs[0]).replace(epoch, "E"),
+			dmsgs: dmsgs.map((m) => m.offset + ":" + m.data).join(","),
+			dresets: dresets.length,
+			leave: leaves[0].client.client_id === joins[1].client.client_id,
+			esub: esubs[0].recovered + ":" + esubs[0].offset + ":" + (esubs[0].epoch === epoch),
+			ereset: eresets.length === 1 ? eresets[0].since.epoch + ":" + eresets[0].offset : "none",
+			emsgs: emsgs.length,
+			epos: epos.offset + ":" + (epos.epoch === epoch),
+			cpos: cpos.offset + ":" + (cpos.epoch === epoch),
+			afterUnsub: (c.unsubscribe(ch), c.position(ch) === null),
+		};
+	})()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"reply":      []any{float64(0), true, true}, // a new channel: offset 0, no epoch yet
+		"sub0":       `{"channel":"room:api","recovered":null,"offset":0,"epoch":""}`,
+		"pub":        "1,2,3",
+		"msgs":       "1:1:true,2:2:true,3:3:true,4:4:true",
+		"join":       true,
+		"history":    "2:2,3:3@3:true",
+		"since":      "2,3:true",
+		"presence":   "1/1",
+		"stats":      "1/0",
+		"notSub":     "forbidden",
+		"noHistory":  "not_found",
+		"dsub":       `{"channel":"room:api","recovered":true,"offset":3,"epoch":"E"}`,
+		"dmsgs":      "2:2,3:3,4:4",
+		"dresets":    float64(0),
+		"leave":      true,
+		"esub":       "false:4:true",
+		"ereset":     "gone:4",
+		"emsgs":      float64(0),
+		"epos":       "4:true",
+		"cpos":       "4:true",
+		"afterUnsub": true,
+	}
+	for k, v := range want {
+		if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+// TestBrowserRoomWithoutHistory runs the chat with a config file whose
+// namespace "room" has neither history nor presence (a config file's
+// namespaces replace the built-in list): the chat works, without a member
+// list, and says nothing is wrong.
+func TestBrowserRoomWithoutHistory(t *testing.T) {
+	s := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: room\n    client_publish: true\n"))
+	browser := newBrowser(t)
+	a := newBrowserTab(t, browser, "tab A", s.URL+"/")
+	a.join("Alice", "plain")
+	a.say("one")
+	a.waitMessage("Alice", "one")
+	b := newBrowserTab(t, browser, "tab B", s.URL+"/")
+	b.join("Bob", "plain")
+	b.wait("the member list to hide", `document.getElementById("members").hidden`)
+	a.wait("the member list to hide", `document.getElementById("members").hidden`)
+	b.say("two")
+	a.waitMessage("Bob", "two")
+	b.waitMessage("Bob", "two")
+	a.wantLines(chatLine{"Alice", "one", false}, chatLine{"Bob", "two", false})
+	b.wantLines(chatLine{"Bob", "two", false}) // no history to show
+	for _, tb := range []*browserTab{a, b} {
+		if n, err := browserEval[int](tb, `document.querySelectorAll("#messages .notice.error, #messages .notice.reset").length`); err != nil || n != 0 {
+			t.Errorf("%s shows %d error notices (err %v)\n%s", tb.name, n, err, tb.dump())
+		}
 	}
 }

@@ -14,12 +14,15 @@
  *
  *   const ws = new Wspush();             // url: ws(s)://<this host>/ws
  *   ws.on("state", (e) => console.log(e.state));    // connecting|connected|disconnected
- *   ws.on("message", (m) => console.log(m.channel, m.data));
+ *   ws.on("message", (m) => console.log(m.channel, m.data, m.offset));
  *   ws.on("broadcast", (b) => console.log(b.data));
+ *   ws.on("subscribed", (s) => { if (s.recovered === false) reload(s.channel); });
  *   ws.connect();
- *   await ws.subscribe("chat");
- *   await ws.publish("chat", {text: "hi"});
- *   await ws.unsubscribe("chat");
+ *   await ws.subscribe("chat:room1");
+ *   await ws.publish("chat:room1", {text: "hi"});
+ *   const h = await ws.history("chat:room1", {limit: 50});   // h.messages
+ *   const p = await ws.presence("chat:room1");               // p.clients
+ *   await ws.unsubscribe("chat:room1");
  *   ws.close();                          // closes with 1000; no reconnect
  *
  * new Wspush(url, options)
@@ -30,12 +33,32 @@
  * Methods
  *   connect()                 opens the connection (again after close()).
  *   close()                   closes with 1000 and stops reconnecting.
- *   subscribe(channel)        Promise, resolved by the server's reply.
- *   unsubscribe(channel)      Promise.
- *   publish(channel, data)    Promise; data is any JSON value.
+ *   subscribe(channel, opts)  Promise, resolved by the server's reply frame
+ *                             ({ok, offset, epoch, recovered} for a channel
+ *                             with history). opts.since = {offset, epoch}
+ *                             resumes from a position the application kept
+ *                             (e.g. across page loads): the missed messages
+ *                             come first, as message events.
+ *   unsubscribe(channel)      Promise; forgets the channel's position.
+ *   publish(channel, data)    Promise; data is any JSON value. The reply has
+ *                             the message's offset and epoch when the
+ *                             channel keeps history.
+ *   history(channel, opts)    Promise of {offset, epoch, messages: [{offset,
+ *                             data}, ...]} (oldest first): the last opts.limit
+ *                             messages, or with opts.since = {offset, epoch}
+ *                             those after it (then also "complete": false
+ *                             when some are gone). Needs a subscription, and
+ *                             history on for the channel's namespace.
+ *   presence(channel)         Promise of {clients: [{client_id, ...}, ...]}.
+ *   presenceStats(channel)    Promise of {num_clients, num_users}. Both need a
+ *                             subscription, and presence on for the namespace.
+ *   position(channel)         the last {offset, epoch} seen on the channel, or
+ *                             null (no history, or not subscribed).
  *   ping()                    Promise.
  *   on(type, fn)              calls fn(detail) for each event; returns a
  *                             function that removes fn.
+ * history(), presence(), presenceStats(), publish() and ping() reject at
+ * once ("disconnected") when not connected.
  * Properties: state, clientId, channels (the channels wanted, an array).
  *
  * Events (Wspush is an EventTarget: each event is a CustomEvent, and on()
@@ -44,10 +67,22 @@
  *              for "disconnected", delay (ms) until the next try, or null
  *              when the client gives up (close(), or close code 4003).
  *   welcome    the server's welcome frame: {client_id, version, ping_interval, channels}.
- *   message    {channel, data}.
+ *   message    {channel, data}, and {offset, epoch} in a channel with history.
  *   broadcast  {data}.
- *   subscribed {channel}: the server confirmed a subscription, on subscribe()
- *              and on each resubscription after a reconnect.
+ *   subscribed {channel, recovered, offset, epoch}: the server confirmed a
+ *              subscription, on subscribe() and on each resubscription after
+ *              a reconnect; before any message of the subscription. offset
+ *              and epoch are the channel's position (null without history).
+ *              recovered is null when no position was sent (a first
+ *              subscription), true when every message missed since the
+ *              position follows, and false when some are lost (see reset).
+ *   reset      {channel, offset, epoch, since}: a resubscription could not
+ *              recover the messages after since (the server restarted and
+ *              its history with it, or more were published than it keeps):
+ *              reload the channel's state, e.g. with history(). Follows the
+ *              subscribed event that has recovered: false.
+ *   join       {channel, client: {client_id, ...}}: a client subscribed, in
+ *   leave      namespaces with join_leave on; a client gets its own join too.
  *
  * Replies: a command's Promise resolves with the reply frame when it is ok,
  * and rejects with an Error whose .code is the server's error code
@@ -62,6 +97,18 @@
  * to a disconnect; it is dropped when the server refuses it. publish() while
  * not connected rejects at once ("disconnected"); subscribe() waits for the
  * connection (so it may come before connect()), unless close() is called.
+ * When the browser reports that it went offline, the client drops the
+ * connection (it is dead, or about to be) and retries as usual; when it
+ * reports that it is online again, the client reconnects at once, or, if
+ * connected, checks the connection with a ping.
+ *
+ * Recovery: in channels with history, every message carries an offset
+ * (1, 2, 3... per channel) and an epoch. The client keeps the last position
+ * of each channel (from messages and subscribe replies) and resubscribes with
+ * it after a reconnect, so the server sends the messages missed meanwhile,
+ * in order, before the live ones: nothing lost, nothing twice. A message at
+ * or before the kept position of the same epoch is dropped, should one come
+ * twice.
  */
 (function (root) {
   "use strict";
@@ -89,6 +136,18 @@
     return err;
   }
 
+  // positionOf returns the {offset, epoch} of a frame, or null when it has
+  // none (a channel without history).
+  function positionOf(f) {
+    if (typeof f.offset !== "number" || typeof f.epoch !== "string") return null;
+    return { offset: f.offset, epoch: f.epoch };
+  }
+
+  // validPosition reports whether p looks like {offset, epoch}.
+  function validPosition(p) {
+    return !!p && typeof p.offset === "number" && p.offset >= 0 && typeof p.epoch === "string";
+  }
+
   class Wspush extends EventTarget {
     constructor(url, options) {
       super();
@@ -100,7 +159,8 @@
       this.state = "disconnected";
       this.clientId = null;
       this._wanted = new Set(); // channels to (re)subscribe
-      this._pending = new Map(); // id -> {resolve, reject, timer}
+      this._positions = new Map(); // channel -> {offset, epoch}: the last seen
+      this._pending = new Map(); // id -> {cmd, resolve, reject, timer}
       this._waiting = []; // commands sent once connected: [cmd, resolve, reject]
       this._nextId = 1;
       this._attempt = 0;
@@ -110,12 +170,23 @@
       this._lastFrame = 0;
       this._stopped = true;
       this._onOnline = () => {
-        if (!this._stopped && this.state === "disconnected") this._open();
+        if (this._stopped) return;
+        this._attempt = 0; // a new network: start the back-off again
+        if (this.state === "disconnected") this._open();
+        else if (this.state === "connected") this._check(this._ws);
+      };
+      this._onOffline = () => {
+        if (!this._stopped && this._ws) this._drop(this._ws, "offline");
       };
     }
 
     get channels() {
       return Array.from(this._wanted);
+    }
+
+    position(channel) {
+      var p = this._positions.get(channel);
+      return p ? { offset: p.offset, epoch: p.epoch } : null;
     }
 
     on(type, fn) {
@@ -127,7 +198,10 @@
     connect() {
       if (!this._stopped) return;
       this._stopped = false;
-      if (root.addEventListener) root.addEventListener("online", this._onOnline);
+      if (root.addEventListener) {
+        root.addEventListener("online", this._onOnline);
+        root.addEventListener("offline", this._onOffline);
+      }
       this._open();
     }
 
@@ -135,7 +209,10 @@
       if (this._stopped && !this._ws) return;
       this._stopped = true;
       clearTimeout(this._retry);
-      if (root.removeEventListener) root.removeEventListener("online", this._onOnline);
+      if (root.removeEventListener) {
+        root.removeEventListener("online", this._onOnline);
+        root.removeEventListener("offline", this._onOffline);
+      }
       var ws = this._ws;
       if (ws) {
         this._ws = null;
@@ -145,22 +222,22 @@
       this._disconnected(1000, "closed by the client", null);
     }
 
-    subscribe(channel) {
+    subscribe(channel, options) {
+      var since = options && options.since;
+      if (since != null && !validPosition(since)) {
+        return Promise.reject(wspushError("bad_request", "since must be {offset, epoch}"));
+      }
       this._wanted.add(channel);
-      return this._command({ op: "subscribe", channel: channel }, true).then(
-        (reply) => {
-          this._emit("subscribed", { channel: channel });
-          return reply;
-        },
-        (err) => {
-          if (err.code !== "disconnected" && err.code !== "timeout") this._wanted.delete(channel);
-          throw err;
-        }
-      );
+      if (since) this._positions.set(channel, { offset: since.offset, epoch: since.epoch });
+      // The position, if any, is added when the command is sent.
+      return this._command({ op: "subscribe", channel: channel }, true).catch((err) => {
+        if (err.code !== "disconnected" && err.code !== "timeout") this._forget(channel);
+        throw err;
+      });
     }
 
     unsubscribe(channel) {
-      this._wanted.delete(channel);
+      this._forget(channel);
       if (this.state !== "connected") return Promise.resolve({ ok: true });
       return this._command({ op: "unsubscribe", channel: channel }, false);
     }
@@ -169,8 +246,34 @@
       return this._command({ op: "publish", channel: channel, data: data }, false);
     }
 
+    history(channel, options) {
+      options = options || {};
+      var cmd = { op: "history", channel: channel };
+      if (options.limit != null) cmd.limit = options.limit;
+      if (options.since != null) {
+        if (!validPosition(options.since)) {
+          return Promise.reject(wspushError("bad_request", "since must be {offset, epoch}"));
+        }
+        cmd.since = { offset: options.since.offset, epoch: options.since.epoch };
+      }
+      return this._command(cmd, false);
+    }
+
+    presence(channel) {
+      return this._command({ op: "presence", channel: channel }, false);
+    }
+
+    presenceStats(channel) {
+      return this._command({ op: "presence_stats", channel: channel }, false);
+    }
+
     ping() {
       return this._command({ op: "ping" }, false);
+    }
+
+    _forget(channel) {
+      this._wanted.delete(channel);
+      this._positions.delete(channel);
     }
 
     // _command sends cmd with a fresh id and resolves with its reply. When
@@ -188,12 +291,20 @@
     }
 
     _send(cmd, resolve, reject) {
+      if (cmd.op === "subscribe") {
+        // Resume from the last position seen, as of now: on a
+        // resubscription after a reconnect, the server then sends what
+        // was missed.
+        var pos = this._positions.get(cmd.channel);
+        cmd = { op: "subscribe", channel: cmd.channel };
+        if (pos) cmd.since = { offset: pos.offset, epoch: pos.epoch };
+      }
       var id = this._nextId++;
       var timer = setTimeout(() => {
         this._pending.delete(id);
         reject(wspushError("timeout", "no reply to " + cmd.op + " within " + this.timeout + " ms"));
       }, this.timeout);
-      this._pending.set(id, { resolve: resolve, reject: reject, timer: timer });
+      this._pending.set(id, { cmd: cmd, resolve: resolve, reject: reject, timer: timer });
       this._ws.send(JSON.stringify(Object.assign({ id: id }, cmd)));
     }
 
@@ -239,27 +350,80 @@
           this._welcome(f);
           break;
         case "reply":
-          var id = f.id;
-          if (id == null && this._pending.size > 0) {
-            // Replies come in order, and every command here has an id: a
-            // reply without one (the rate limiter answers before it reads
-            // the command) belongs to the oldest command still waiting.
-            id = this._pending.keys().next().value;
-          }
-          var p = this._pending.get(id);
-          if (!p) return;
-          this._pending.delete(id);
-          clearTimeout(p.timer);
-          if (f.ok) p.resolve(f);
-          else p.reject(wspushError((f.error && f.error.code) || "internal", f.error && f.error.message));
+          this._reply(f);
           break;
         case "message":
-          this._emit("message", { channel: f.channel, data: f.data });
+          this._message(f);
           break;
         case "broadcast":
           this._emit("broadcast", { data: f.data });
           break;
+        case "join":
+        case "leave":
+          this._emit(f.type, { channel: f.channel, client: f.client });
+          break;
       }
+    }
+
+    _reply(f) {
+      var id = f.id;
+      if (id == null && this._pending.size > 0) {
+        // Replies come in order, and every command here has an id: a
+        // reply without one (the rate limiter answers before it reads
+        // the command) belongs to the oldest command still waiting.
+        id = this._pending.keys().next().value;
+      }
+      var p = this._pending.get(id);
+      if (!p) return;
+      this._pending.delete(id);
+      clearTimeout(p.timer);
+      if (!f.ok) {
+        p.reject(wspushError((f.error && f.error.code) || "internal", f.error && f.error.message));
+        return;
+      }
+      // Handled here, not when the Promise settles: the messages of the
+      // subscription follow in the very next frames.
+      if (p.cmd.op === "subscribe") this._subscribed(p.cmd, f);
+      p.resolve(f);
+    }
+
+    // _subscribed records a subscription's position and tells about it.
+    _subscribed(cmd, f) {
+      var ch = cmd.channel;
+      var pos = positionOf(f);
+      var recovered = cmd.since && typeof f.recovered === "boolean" ? f.recovered : null;
+      if (pos && this._wanted.has(ch) && recovered !== true) {
+        // A first subscription, or a lost gap: carry on from the top. When
+        // recovered, the missed messages follow and move the position.
+        this._positions.set(ch, pos);
+      }
+      this._emit("subscribed", {
+        channel: ch,
+        recovered: recovered,
+        offset: pos ? pos.offset : null,
+        epoch: pos ? pos.epoch : null,
+      });
+      if (recovered === false) {
+        this._emit("reset", {
+          channel: ch,
+          offset: pos ? pos.offset : null,
+          epoch: pos ? pos.epoch : null,
+          since: cmd.since,
+        });
+      }
+    }
+
+    _message(f) {
+      var detail = { channel: f.channel, data: f.data };
+      var pos = positionOf(f);
+      if (pos) {
+        var last = this._positions.get(f.channel);
+        if (last && last.epoch === pos.epoch && pos.offset <= last.offset) return; // seen already
+        if (this._wanted.has(f.channel)) this._positions.set(f.channel, pos);
+        detail.offset = pos.offset;
+        detail.epoch = pos.epoch;
+      }
+      this._emit("message", detail);
     }
 
     _welcome(f) {
@@ -286,9 +450,9 @@
         if (queued.has(ch) || already.has(ch)) return;
         this._send(
           { op: "subscribe", channel: ch },
-          () => this._emit("subscribed", { channel: ch }),
+          () => {},
           (err) => {
-            if (err.code !== "disconnected" && err.code !== "timeout") this._wanted.delete(ch);
+            if (err.code !== "disconnected" && err.code !== "timeout") this._forget(ch);
           }
         );
       });
@@ -304,13 +468,23 @@
       var ws = this._ws;
       this._watch = setInterval(() => {
         if (Date.now() - this._lastFrame < interval) return;
-        this.ping().catch((err) => {
-          if (err.code !== "timeout" || this._ws !== ws) return;
-          ws.onclose = null;
-          ws.close();
-          this._closed(1006, "no reply to ping");
-        });
+        this._check(ws);
       }, interval);
+    }
+
+    // _check pings, and drops ws if the ping goes unanswered.
+    _check(ws) {
+      this.ping().catch((err) => {
+        if (err.code === "timeout" && this._ws === ws) this._drop(ws, "no reply to ping");
+      });
+    }
+
+    // _drop gives up on a connection that is dead or about to be, and
+    // retries as after any lost connection.
+    _drop(ws, reason) {
+      ws.onmessage = ws.onclose = null;
+      ws.close();
+      this._closed(1006, reason);
     }
 
     _closed(code, reason) {
