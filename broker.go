@@ -26,7 +26,10 @@ type Broker interface {
 
 	// Subscribe declares that this node has local subscribers of channel.
 	// When it returns nil, messages published to channel afterwards reach
-	// this node. Calls for one channel are serialized by the caller.
+	// this node; for a channel with history, so does every message whose
+	// offset is above the position a History read returns afterwards
+	// (recovery relies on it). Calls for one channel are serialized by the
+	// caller.
 	Subscribe(ctx context.Context, channel string) error
 
 	// Unsubscribe withdraws the interest declared by Subscribe.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,10 +27,20 @@ type frame struct {
 	Offset    uint64          `json:"offset"`
 	Epoch     string          `json:"epoch"`
 	Recovered *bool           `json:"recovered"`
-	Error     *struct {
+	Complete  *bool           `json:"complete"`
+	// History replies.
+	Messages []historyEntry `json:"messages"`
+	// Presence replies, and join and leave pushes.
+	Clients    []clientInfo `json:"clients"`
+	Client     *clientInfo  `json:"client"`
+	NumClients *int         `json:"num_clients"`
+	NumUsers   *int         `json:"num_users"`
+	Error      *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+	// raw is the frame as received.
+	raw string
 }
 
 // wsConn is a raw WebSocket test client: it sends exactly what a test says.
@@ -87,6 +98,7 @@ func (c *wsConn) read(d time.Duration) (frame, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		c.t.Fatalf("frame is not JSON: %q", b)
 	}
+	f.raw = string(b)
 	return f, nil
 }
 
@@ -238,4 +250,179 @@ func compactJSON(t testing.TB, s string) string {
 		t.Fatalf("compact %q: %v", s, err)
 	}
 	return b.String()
+}
+
+// historyEntry is one message of a history answer.
+type historyEntry struct {
+	Offset uint64          `json:"offset"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// clientInfo is a client in presence answers and in join and leave pushes.
+type clientInfo struct {
+	ClientID string          `json:"client_id"`
+	UserID   string          `json:"user_id"`
+	Info     json.RawMessage `json:"info"`
+}
+
+// position is a place in a channel's history, as the server reports it.
+type position struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// since is the JSON of a subscribe's or a history's since field.
+func (p position) since() string {
+	return fmt.Sprintf(`{"offset":%d,"epoch":%s}`, p.Offset, jsonString(p.Epoch))
+}
+
+// publishAt posts {"channel":ch,"data":data}, requires 200 with a position
+// ({"ok":true,"offset":N,"epoch":"E"}) and returns it.
+func publishAt(t testing.TB, s *server, ch, data string) position {
+	t.Helper()
+	r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"`+ch+`","data":`+data+`}`, nil)
+	var a struct {
+		OK bool `json:"ok"`
+		position
+	}
+	if r.Status != 200 || json.Unmarshal([]byte(r.Body), &a) != nil || !a.OK || a.Offset == 0 || a.Epoch == "" {
+		t.Fatalf("publish to %s: %d %s, want 200 with an offset and an epoch", ch, r.Status, r.Body)
+	}
+	return a.position
+}
+
+// getJSON GETs url, requires 200 with a JSON body and decodes it into v.
+func getJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	r := post(t, "GET", url, "", "", nil)
+	if r.Status != 200 || r.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET %s: %d %s", url, r.Status, r.Body)
+	}
+	dec := json.NewDecoder(strings.NewReader(r.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("GET %s: %v in %s", url, err, r.Body)
+	}
+}
+
+// waitAddrFree waits until addr can be bound again, so that a server can
+// restart on it.
+func waitAddrFree(t testing.TB, addr string) {
+	t.Helper()
+	eventually(t, 15*time.Second, addr+" to be free", func() bool {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
+	})
+}
+
+// pumpWait bounds every wait of a pump: generous, for loaded machines.
+const pumpWait = 15 * time.Second
+
+// pump reads a connection's frames in the background, so that the client
+// answers the server's pings all along (gorilla answers them as it reads)
+// and no push is lost while the test does something else.
+type pump struct {
+	c       *wsConn
+	frames  chan frame
+	err     error   // why reading stopped; read once frames is closed
+	pending []frame // read by call while it looked for its reply
+}
+
+// pump starts reading c in the background; c must not be read otherwise.
+// The reader stops when the test ends.
+func (c *wsConn) pump() *pump {
+	p := &pump{c: c, frames: make(chan frame, 1<<14)}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer close(p.frames)
+		_ = c.SetReadDeadline(time.Time{})
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				p.err = err
+				return
+			}
+			var f frame
+			if err := json.Unmarshal(b, &f); err != nil {
+				p.err = fmt.Errorf("frame is not JSON: %q", b)
+				return
+			}
+			f.raw = string(b)
+			select {
+			case p.frames <- f:
+			case <-done:
+				return
+			}
+		}
+	}()
+	c.t.Cleanup(func() {
+		close(done)
+		c.Close()
+		<-stopped
+	})
+	return p
+}
+
+// next returns the next frame, failing the test when none comes in time
+// or the connection ended.
+func (p *pump) next() frame {
+	p.c.t.Helper()
+	if len(p.pending) > 0 {
+		f := p.pending[0]
+		p.pending = p.pending[1:]
+		return f
+	}
+	select {
+	case f, ok := <-p.frames:
+		if !ok {
+			p.c.t.Fatalf("connection ended: %v", p.err)
+		}
+		return f
+	case <-time.After(pumpWait):
+		p.c.t.Fatalf("no frame within %v", pumpWait)
+		return frame{}
+	}
+}
+
+// call sends a command with id and returns its reply; the frames that came
+// before it are kept for next.
+func (p *pump) call(id int64, cmd string) frame {
+	p.c.t.Helper()
+	p.c.send(cmd)
+	var before []frame
+	for {
+		f := p.next()
+		if f.Type == "reply" && f.ID != nil && *f.ID == id {
+			p.pending = append(before, p.pending...)
+			return f
+		}
+		before = append(before, f)
+	}
+}
+
+// expectClose reads until the connection ends and checks the close code.
+func (p *pump) expectClose(code int) {
+	p.c.t.Helper()
+	p.pending = nil
+	deadline := time.After(pumpWait)
+	for {
+		select {
+		case _, ok := <-p.frames:
+			if ok {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !errors.As(p.err, &ce) || ce.Code != code {
+				p.c.t.Fatalf("connection ended with %v, want close code %d", p.err, code)
+			}
+			return
+		case <-deadline:
+			p.c.t.Fatalf("connection still open after %v, want close code %d", pumpWait, code)
+		}
+	}
 }

@@ -65,6 +65,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		PingInterval:     cfg.PingInterval,
 		History:          history,
 		Presence:         presence,
+		// Half the send queue: room for live messages meanwhile.
+		RecoveryMaxMessages: max(1, cfg.QueueMaxMessages/2),
+		ReplyMaxBytes:       max(1, int(cfg.QueueMaxBytes)/2),
 	}, h)
 	handler := httpapi.NewServer(logger, httpapi.Config{
 		APIKey:           cfg.APIKey,

@@ -54,6 +54,19 @@ func (b *Broker) lockStream(channel string, create bool) *stream {
 	}
 }
 
+// expired reports whether the stream went without a publication for its
+// TTL: its history is lost. st.mu is held.
+func (st *stream) expired(now time.Time) bool {
+	return !st.expires.IsZero() && !now.Before(st.expires)
+}
+
+// reset empties the stream and starts it over in epoch. st.mu is held.
+func (st *stream) reset(epoch string) {
+	clear(st.entries)
+	st.entries = st.entries[:0]
+	st.epoch, st.top, st.expires = epoch, 0, time.Time{}
+}
+
 // append adds a copy of m, setting m's offset and epoch. st.mu is held.
 func (st *stream) append(m *wspush.Message, opts wspush.PublishOptions, now time.Time) {
 	st.top++
@@ -92,7 +105,7 @@ func (sh *streamShard) sweep(now time.Time) {
 	defer sh.mu.Unlock()
 	for ch, st := range sh.m {
 		st.mu.Lock()
-		if !st.expires.IsZero() && !now.Before(st.expires) {
+		if st.expired(now) {
 			st.dead = true
 			delete(sh.m, ch)
 		}
@@ -112,7 +125,7 @@ func (b *Broker) History(_ context.Context, channel string, q wspush.HistoryQuer
 	}
 	defer st.mu.Unlock()
 	now := time.Now()
-	if !st.expires.IsZero() && !now.Before(st.expires) {
+	if st.expired(now) {
 		return wspush.HistoryResult{Complete: q.Since != nil && *q.Since == (wspush.StreamPosition{})}, nil
 	}
 	st.trim(now) // entries older than the TTL linger until touched

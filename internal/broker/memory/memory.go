@@ -22,6 +22,8 @@ import (
 )
 
 // Broker is the in-process broker.
+//
+// Lock order: a channel's stream lock before mu.
 type Broker struct {
 	mu       sync.RWMutex
 	handler  wspush.Handler // set while Run runs
@@ -78,10 +80,21 @@ func (b *Broker) Publish(_ context.Context, m *wspush.Message, opts wspush.Publi
 	}
 	st := b.lockStream(m.Channel, true)
 	defer st.mu.Unlock()
-	st.append(m, opts, time.Now())
+	now := time.Now()
+	if st.expired(now) {
+		// Dropped, as far as readers know (History reports no position),
+		// though not swept yet: start over in a new epoch, as a swept
+		// channel would.
+		st.reset(b.epochs.next())
+	}
+	st.append(m, opts, now)
 	// Delivered under the stream's lock: a channel's messages reach the
 	// hub in offset order, and a history read sees a message either in the
-	// history or, after it, live.
+	// history or, after it, live. Interest is read under it too: a node
+	// that subscribed, then read the history, gets every later offset.
+	b.mu.RLock()
+	interested = b.interest[m.Channel] > 0
+	b.mu.RUnlock()
 	if interested {
 		h.HandleMessage(m)
 	}

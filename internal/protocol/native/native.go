@@ -61,6 +61,15 @@ type Config struct {
 	// PresenceTTL is how long a presence entry lasts without refresh (0:
 	// until removed; the memory broker needs no refresh).
 	PresenceTTL time.Duration
+	// RecoveryMaxMessages and ReplyMaxBytes keep what one command sends
+	// within a connection's send queue, whose overflow closes the
+	// connection (4001): a recovery of more messages or more bytes
+	// answers "recovered":false instead, and a history reply holds fewer
+	// messages than asked rather than more bytes. Zero fields take half
+	// the ws transport's default queue bounds; serve passes half of its
+	// queue_max_messages and queue_max_bytes.
+	RecoveryMaxMessages int
+	ReplyMaxBytes       int
 }
 
 // Protocol runs the native protocol on WebSocket connections.
@@ -84,6 +93,12 @@ func New(logger *slog.Logger, cfg Config, h *hub.Hub) *Protocol {
 	}
 	if cfg.RateBurst <= 0 {
 		cfg.RateBurst = DefaultRateBurst
+	}
+	if cfg.RecoveryMaxMessages <= 0 {
+		cfg.RecoveryMaxMessages = ws.DefaultQueueMaxMessages / 2
+	}
+	if cfg.ReplyMaxBytes <= 0 {
+		cfg.ReplyMaxBytes = ws.DefaultQueueMaxBytes / 2
 	}
 	return &Protocol{cfg: cfg, hub: h, logger: logger, enc: &Encoder{}}
 }

@@ -236,7 +236,8 @@ func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
 	}
 	q := wspush.HistoryQuery{Limit: 1} // only the position, without since
 	if cmd.Since != nil {
-		q = wspush.HistoryQuery{Since: cmd.Since, Limit: opts.HistorySize}
+		// One more than may be replayed: to know when there are more.
+		q = wspush.HistoryQuery{Since: cmd.Since, Limit: min(opts.HistorySize, s.proto.cfg.RecoveryMaxMessages+1)}
 	}
 	res, err := hist.History(ctx, cmd.Channel, q)
 	if err != nil {
@@ -249,7 +250,21 @@ func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
 		return
 	}
 	recovered := cmd.Since != nil && res.Complete
-	reply := s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+	frames := [][]byte{nil} // the reply, then the recovered messages
+	if recovered {
+		size := 0
+		for _, m := range res.Messages {
+			f := s.proto.enc.Encode(m)
+			size += len(f)
+			frames = append(frames, f)
+		}
+		if len(res.Messages) > s.proto.cfg.RecoveryMaxMessages || size > s.proto.cfg.ReplyMaxBytes {
+			// More than the send queue takes at once: the client pages
+			// through the history op or reloads.
+			recovered, frames = false, frames[:1]
+		}
+	}
+	frames[0] = s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
 		b = appendPosition(b, res.Position)
 		if cmd.Since != nil {
 			b = append(b, `,"recovered":`...)
@@ -257,13 +272,7 @@ func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
 		}
 		return b
 	})
-	frames := [][]byte{reply}
 	after := res.Position.Offset // live pushes at or before it are in the history
-	if recovered {
-		for _, m := range res.Messages {
-			frames = append(frames, s.proto.enc.Encode(m))
-		}
-	}
 	s.release(cmd.Channel, after, frames...)
 	s.announce(ctx, cmd.Channel, wspush.KindJoin)
 }
@@ -356,6 +365,7 @@ func (s *session) handleHistory(ctx context.Context, cmd Command) {
 		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "history unavailable, retry"))
 		return
 	}
+	msgs := fitReply(res.Messages, cmd.Since == nil, s.proto.cfg.ReplyMaxBytes)
 	s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
 		b = appendPosition(b, res.Position)
 		if cmd.Since != nil {
@@ -363,7 +373,7 @@ func (s *session) handleHistory(ctx context.Context, cmd Command) {
 			b = strconv.AppendBool(b, res.Complete)
 		}
 		b = append(b, `,"messages":[`...)
-		for i, m := range res.Messages {
+		for i, m := range msgs {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -375,6 +385,29 @@ func (s *session) handleHistory(ctx context.Context, cmd Command) {
 		}
 		return append(b, ']')
 	}))
+}
+
+// fitReply returns as many of msgs as a reply of about maxBytes holds, at
+// least one: the newest with newest set, else the oldest (a client pages
+// on with since the last offset).
+func fitReply(msgs []*wspush.Message, newest bool, maxBytes int) []*wspush.Message {
+	const overhead = 32 // {"offset":N,"data":},
+	size, n := 0, 0
+	for n < len(msgs) {
+		m := msgs[n]
+		if newest {
+			m = msgs[len(msgs)-1-n]
+		}
+		size += overhead + len(m.Data)
+		if n > 0 && size > maxBytes {
+			break
+		}
+		n++
+	}
+	if newest {
+		return msgs[len(msgs)-n:]
+	}
+	return msgs[:n]
 }
 
 func (s *session) handlePresence(ctx context.Context, cmd Command) {
