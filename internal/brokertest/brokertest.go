@@ -94,6 +94,13 @@ func (r *recorder) waitFor(t *testing.T, d time.Duration, what string, cond func
 func start(t *testing.T, s Suite, b wspush.Broker) *recorder {
 	t.Helper()
 	r := newRecorder()
+	run(t, s, b, r)
+	return r
+}
+
+// run runs b with h until the test ends and waits until ready.
+func run(t *testing.T, s Suite, b wspush.Broker, r wspush.Handler) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx, r) }()
@@ -115,7 +122,6 @@ func start(t *testing.T, s Suite, b wspush.Broker) *recorder {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return r
 }
 
 func subscribe(t *testing.T, b wspush.Broker, ch string) {

@@ -21,6 +21,77 @@ func runHistory(t *testing.T, s Suite) {
 	t.Run("TTL", func(t *testing.T) { testHistoryTTL(t, s) })
 	t.Run("DeliveryInOffsetOrder", func(t *testing.T) { testOffsetOrder(t, s) })
 	t.Run("NoHistoryNoOffset", func(t *testing.T) { testNoHistory(t, s) })
+	t.Run("NoGapAfterSubscribe", func(t *testing.T) { testNoGapAfterSubscribe(t, s) })
+}
+
+// testNoGapAfterSubscribe checks the guarantee recovery relies on: once
+// Subscribe returned and a History read gave a position, every later
+// offset reaches the node, however close behind the publication came.
+func testNoGapAfterSubscribe(t *testing.T, s Suite) {
+	newNode := s.New(t)
+	b, pub := newNode(t), wspush.Broker(nil)
+	var mu sync.Mutex
+	got := map[uint64]bool{}
+	run(t, s, b, wspush.HandlerFunc(func(m *wspush.Message) {
+		if m.Channel == "gap" {
+			mu.Lock()
+			got[m.Offset] = true
+			mu.Unlock()
+		}
+	}))
+	if s.SingleNode {
+		pub = b
+	} else {
+		pub = newNode(t) // publish from another node, where there is one
+		start(t, s, pub)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	var mu2 sync.Mutex
+	var published uint64
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			pos, err := pub.Publish(ctx, &wspush.Message{Channel: "gap", Data: data(1)}, keep(10))
+			if err != nil {
+				return
+			}
+			mu2.Lock()
+			published = pos.Offset
+			mu2.Unlock()
+		}
+	})
+	deadline := time.Now().Add(time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if err := b.Subscribe(ctx, "gap"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.(wspush.History).History(ctx, "gap", wspush.HistoryQuery{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := res.Position.Offset + 1
+		wait := time.Now().Add(s.Timeout)
+		for {
+			mu.Lock()
+			ok := got[next]
+			mu.Unlock()
+			mu2.Lock()
+			sent := published >= next
+			mu2.Unlock()
+			if ok {
+				break
+			}
+			if sent && time.Now().After(wait) {
+				t.Fatalf("iteration %d: subscribed at offset %d; offset %d was published but never delivered", i, next-1, next)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := b.Unsubscribe(ctx, "gap"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func keep(n int) wspush.PublishOptions {
