@@ -114,3 +114,15 @@ type PresenceStats struct {
 	Clients int `json:"num_clients"`
 	Users   int `json:"num_users"` // distinct non-empty user ids
 }
+
+// CountPresence counts the clients and distinct non-empty user ids of a
+// channel's presence, for brokers' PresenceStats.
+func CountPresence(clients map[string]ClientInfo) PresenceStats {
+	users := make(map[string]struct{}, len(clients))
+	for _, c := range clients {
+		if c.UserID != "" {
+			users[c.UserID] = struct{}{}
+		}
+	}
+	return PresenceStats{Clients: len(clients), Users: len(users)}
+}

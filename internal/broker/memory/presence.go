@@ -68,13 +68,7 @@ func (b *Broker) Presence(_ context.Context, channel string) (map[string]wspush.
 // PresenceStats counts channel's clients and distinct users.
 func (b *Broker) PresenceStats(ctx context.Context, channel string) (wspush.PresenceStats, error) {
 	clients, _ := b.Presence(ctx, channel)
-	users := map[string]struct{}{}
-	for _, c := range clients {
-		if c.UserID != "" {
-			users[c.UserID] = struct{}{}
-		}
-	}
-	return wspush.PresenceStats{Clients: len(clients), Users: len(users)}, nil
+	return wspush.CountPresence(clients), nil
 }
 
 // sweep drops expired entries.

@@ -93,13 +93,7 @@ func (b *Broker) PresenceStats(ctx context.Context, channel string) (wspush.Pres
 	if err != nil {
 		return wspush.PresenceStats{}, err
 	}
-	users := map[string]struct{}{}
-	for _, c := range clients {
-		if c.UserID != "" {
-			users[c.UserID] = struct{}{}
-		}
-	}
-	return wspush.PresenceStats{Clients: len(clients), Users: len(users)}, nil
+	return wspush.CountPresence(clients), nil
 }
 
 // refreshPresence re-adds this node's presence entries every third of the
