@@ -99,6 +99,9 @@ func (s *session) release(ch string, after uint64, frames ...[]byte) {
 		}
 	}
 	delete(s.held, ch)
+	if len(s.held) == 0 {
+		s.held = nil // an idle connection keeps no map (~400 bytes)
+	}
 	s.nheld.Add(-1)
 }
 
