@@ -33,4 +33,3 @@ func TestPublishBeforeRunIsUnavailable(t *testing.T) {
 		t.Fatal("Ready() = nil before Run")
 	}
 }
-
