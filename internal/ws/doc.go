@@ -14,15 +14,18 @@
 // that are not plain TCP, a reader goroutine per connection does the same.
 //
 // Sending never blocks the caller: Send appends a prepared frame to the
-// connection's queue, bounded in messages and bytes. A writer goroutine exists
-// only while the queue is not empty; it writes everything queued in one
-// writev call. A connection whose queue overflows is closed with
-// CloseSlowConsumer; the frames it had not yet taken are dropped.
+// connection's queue, bounded in messages and bytes, and puts the connection
+// in the FIFO of a small pool of flusher goroutines (GOMAXPROCS of them),
+// which write everything queued for a connection in one non-blocking writev.
+// A connection whose socket is full gets a writer goroutine of its own while
+// it drains; connections without the poller always use one. A connection
+// whose queue overflows is closed with CloseSlowConsumer; the frames it had
+// not yet taken are dropped.
 //
 // # Ownership
 //
-// Server.Run owns the poller and the heartbeat sweeper. Every goroutine the
-// package starts (readers, writers) is counted by the Server and waited for
-// by Shutdown. A connection is torn down exactly once, on its read side, after
+// Server.Run owns the poller, the flusher pool and the heartbeat sweeper.
+// Every goroutine the package starts (readers, flushers, writers) is counted
+// by the Server and waited for by Run. A connection is torn down exactly once, on its read side, after
 // which its Session's Closed method runs.
 package ws
