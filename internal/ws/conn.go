@@ -218,7 +218,7 @@ func (c *Conn) teardown() {
 	code := c.closeCode
 	c.mu.Unlock()
 	if c.fd >= 0 {
-		c.srv.poller.remove(c)
+		c.srv.poller.Remove(c.fd, c)
 	}
 	_ = c.nc.Close()
 	c.pending, c.frag = nil, nil

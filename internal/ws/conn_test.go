@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wspush/wspush/internal/netpoll"
 )
 
 // TestIOModel checks that each mode runs the I/O model it names: polled
@@ -30,7 +32,7 @@ func TestIOModel(t *testing.T) {
 			if h.srv.poller != nil || polled != 0 {
 				t.Fatalf("Goroutines: poller %v with %d connections, want none", h.srv.poller != nil, polled)
 			}
-		} else if pollerSupported {
+		} else if netpoll.Supported {
 			if polled != 1 {
 				t.Fatalf("epoll: poller holds %d connections, want 1", polled)
 			}

@@ -1,134 +1,14 @@
 package ws
 
 import (
-	"errors"
-	"net"
 	"sync"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wspush/wspush/internal/netpoll"
 )
-
-const pollerSupported = true
-
-// pollEvents are the events a connection is armed for: readable, or the
-// peer gone. One-shot: after an event the socket is disarmed until the
-// reader re-arms it, so one goroutine at a time reads a connection.
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
-
-// poller watches every polled socket with one epoll instance.
-type poller struct {
-	epfd   int
-	wakefd int // an eventfd that interrupts epoll_wait to stop
-	mu     sync.RWMutex
-	conns  map[int]*Conn // by file descriptor
-	closed bool
-}
-
-func newPoller() (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return nil, err
-	}
-	return &poller{epfd: epfd, wakefd: wakefd, conns: map[int]*Conn{}}, nil
-}
-
-// add registers c's socket, armed.
-func (p *poller) add(c *Conn) error {
-	var fd int
-	if err := c.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return net.ErrClosed
-	}
-	c.fd = fd
-	p.conns[fd] = c
-	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		p.mu.Lock()
-		delete(p.conns, fd)
-		p.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
-// rearm arms c's socket for its next event.
-func (p *poller) rearm(c *Conn) error {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(c.fd)}
-	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
-}
-
-// remove unregisters c's socket; it runs before the socket is closed.
-func (p *poller) remove(c *Conn) {
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
-	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
-	}
-	p.mu.Unlock()
-}
-
-// run waits for events and passes each readable connection to dispatch,
-// until stop is called.
-func (p *poller) run(dispatch func(*Conn)) error {
-	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return err
-		}
-		p.mu.RLock()
-		for i := range n {
-			fd := int(events[i].Fd)
-			if fd == p.wakefd {
-				if p.closed {
-					p.mu.RUnlock()
-					return nil
-				}
-				continue
-			}
-			if c := p.conns[fd]; c != nil {
-				dispatch(c)
-			}
-		}
-		p.mu.RUnlock()
-	}
-}
-
-// stop makes run return.
-func (p *poller) stop() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	one := uint64(1)
-	_, _ = unix.Write(p.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
-}
-
-// close releases the poller's descriptors once run has returned.
-func (p *poller) close() {
-	unix.Close(p.epfd)
-	unix.Close(p.wakefd)
-}
 
 // onReadable reads what the socket holds, feeds it to the frame parser and
 // re-arms the socket. It runs in its own goroutine, one per readiness event.
@@ -158,7 +38,7 @@ func (c *Conn) onReadable() {
 			budget = 0 // drained, most likely: let epoll say otherwise
 		}
 	}
-	if err := c.srv.poller.rearm(c); err != nil {
+	if err := c.srv.poller.Arm(c.fd, netpoll.Readable); err != nil {
 		c.teardown()
 	}
 }

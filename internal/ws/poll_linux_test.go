@@ -7,7 +7,5 @@ func pollerConns(s *Server) int {
 	if s.poller == nil {
 		return 0
 	}
-	s.poller.mu.RLock()
-	defer s.poller.mu.RUnlock()
-	return len(s.poller.conns)
+	return s.poller.Len()
 }

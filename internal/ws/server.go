@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/netpoll"
 )
 
 // Defaults for Config. Each is a setting of wspush serve.
@@ -86,9 +87,9 @@ type Server struct {
 	// starts reading it under the read lock; running and stopping change
 	// (for good) under the write lock, so no connection registers after.
 	upgradeMu sync.RWMutex
-	poller    *poller        // nil when every connection has a reader goroutine
-	flush     *flusher       // writes polled connections; nil with the poller
-	wg        sync.WaitGroup // readers and writers
+	poller    *netpoll.Poller[*Conn] // nil when every connection has a reader goroutine
+	flush     *flusher               // writes polled connections; nil with the poller
+	wg        sync.WaitGroup         // readers and writers
 
 	nextID    atomic.Uint64
 	shards    [connShards]connShard
@@ -127,14 +128,14 @@ func NewServer(logger *slog.Logger, cfg Config) *Server {
 // connections gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	var pollErr chan error
-	if !s.cfg.Goroutines && pollerSupported {
-		p, err := newPoller()
+	if !s.cfg.Goroutines && netpoll.Supported {
+		p, err := netpoll.New[*Conn]()
 		if err != nil {
 			return fmt.Errorf("start poller: %w", err)
 		}
 		s.poller = p
 		pollErr = make(chan error, 1)
-		go func() { pollErr <- p.run(s.dispatch) }()
+		go func() { pollErr <- p.Run(s.dispatch) }()
 		s.flush = newFlusher()
 		for range runtime.GOMAXPROCS(0) {
 			s.wg.Add(1)
@@ -168,11 +169,11 @@ loop:
 		s.flush.stop()
 	}
 	if s.poller != nil {
-		s.poller.stop()
+		s.poller.Stop()
 		if pollErr != nil && err == nil {
 			err = <-pollErr
 		}
-		s.poller.close()
+		s.poller.Close()
 	}
 	s.wg.Wait()
 	return err
@@ -182,7 +183,7 @@ loop:
 func (s *Server) Started() <-chan struct{} { return s.started }
 
 // dispatch reads a connection the poller found readable.
-func (s *Server) dispatch(c *Conn) {
+func (s *Server) dispatch(c *Conn, _ uint32) {
 	s.wg.Add(1)
 	go c.onReadable()
 }
@@ -250,7 +251,8 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, open func(*Conn
 // startReading hands c to the poller, or to a reader goroutine.
 func (s *Server) startReading(c *Conn) {
 	if c.rc != nil {
-		if err := s.poller.add(c); err == nil {
+		_ = c.rc.Control(func(fd uintptr) { c.fd = int(fd) })
+		if err := s.poller.Add(c.fd, c, netpoll.Readable); err == nil {
 			return
 		}
 		c.fd = -1
