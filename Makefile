@@ -22,3 +22,7 @@ bench: ## Go benchmarks of the hot paths (figures go in BENCHMARKS.md)
 fuzz: ## a short run of every fuzz target
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./internal/ws
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime 30s ./internal/protocol/native
+	$(GO) test -run '^$$' -fuzz FuzzDecodeObject -fuzztime 30s ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 30s ./internal/h1
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/broker/envelope
+	$(GO) test -run '^$$' -fuzz FuzzField -fuzztime 30s ./internal/loadtest

@@ -750,3 +750,51 @@ func TestShutdownDoesNotWaitForSilentConnections(t *testing.T) {
 		t.Fatalf("shutdown took %v with a silent connection open", d)
 	}
 }
+
+// The publish routes are answered from the epoll loop (package h1) and
+// everything else by net/http, on the same port and, for a keep-alive
+// client, the same connection; both paths give the same answers.
+func TestPublishAPIDirectPath(t *testing.T) {
+	s := startServer(t, "--api-key", "k", "--max-publish-size", "1024")
+	c := dial(t, s.WS, nil)
+	c.subscribe("direct")
+	auth := http.Header{"Authorization": {"Bearer k"}}
+
+	r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"direct","data":{"n":1}}`, auth)
+	if r.Status != 200 || r.Body != "{\"ok\":true}\n" || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Date") == "" {
+		t.Fatalf("publish: %d %q %v", r.Status, r.Body, r.Header)
+	}
+	if r := post(t, "POST", s.URL+"/api/publish/direct", "text/plain", "two", auth); r.Status != 200 {
+		t.Fatalf("raw publish: %d %s", r.Status, r.Body)
+	}
+	if r := post(t, "POST", s.URL+"/api/broadcast", "application/json", `{"data":3}`, auth); r.Status != 200 {
+		t.Fatalf("broadcast: %d %s", r.Status, r.Body)
+	}
+	for _, want := range []string{`{"n":1}`, `"two"`, `3`} {
+		if f := c.nextMessage(); string(f.Data) != want {
+			t.Fatalf("got %s, want %s", f.Data, want)
+		}
+	}
+	// Errors on the direct path, in the API's own words.
+	if r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"direct","data":1}`, http.Header{"Authorization": {"Bearer nope"}}); r.Status != 401 || r.errorCode() != "unauthorized" || r.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("wrong key: %d %s %v", r.Status, r.Body, r.Header)
+	}
+	if r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":`, auth); r.Status != 400 || r.errorCode() != "bad_request" {
+		t.Fatalf("malformed: %d %s", r.Status, r.Body)
+	}
+	if r := post(t, "POST", s.URL+"/api/publish/bad%20name", "text/plain", "x", auth); r.Status != 400 {
+		t.Fatalf("escaped channel (net/http's path): %d %s", r.Status, r.Body)
+	}
+	if got := metric(t, s, "wspush_api_requests_direct_total"); got != 5 {
+		t.Fatalf("wspush_api_requests_direct_total %v, want 5", got)
+	}
+	// A body over the limit goes to net/http, which answers the same 413.
+	if r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"direct","data":"`+strings.Repeat("x", 2000)+`"}`, auth); r.Status != 413 || r.errorCode() != "too_large" {
+		t.Fatalf("too large: %d %s", r.Status, r.Body)
+	}
+	// Nothing else reached the subscriber.
+	c.send(`{"id":1,"op":"ping"}`)
+	if f := c.reply(1); f.Error != nil {
+		t.Fatalf("ping: %+v", f)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/wspush/wspush/internal/broker/memory"
 	"github.com/wspush/wspush/internal/broker/nats"
 	"github.com/wspush/wspush/internal/broker/redis"
+	"github.com/wspush/wspush/internal/h1"
 	"github.com/wspush/wspush/internal/httpapi"
 	"github.com/wspush/wspush/internal/hub"
 	"github.com/wspush/wspush/internal/protocol/native"
@@ -69,7 +70,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		RecoveryMaxMessages: max(1, cfg.QueueMaxMessages/2),
 		ReplyMaxBytes:       max(1, int(cfg.QueueMaxBytes)/2),
 	}, h)
-	handler := httpapi.NewServer(logger, httpapi.Config{
+	var front *h1.Server // serves the publish API; made once the listener is
+	apiCfg := httpapi.Config{
 		APIKey:           cfg.APIKey,
 		MaxPublishSize:   int64(cfg.MaxPublishSize),
 		MaxChannelLength: cfg.MaxChannelLength,
@@ -78,17 +80,30 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		BrokerName:       cfg.Broker,
 		History:          history,
 		Presence:         presence,
-	}, h, broker, wsSrv, proto)
+	}
+	if h1.Supported {
+		apiCfg.DirectRequests = func() uint64 { return front.Stats().Served }
+	}
+	handler := httpapi.NewServer(logger, apiCfg, h, broker, wsSrv, proto)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
+	// Publishes are served from an epoll loop, the rest by net/http.
+	front = h1.NewServer(logger, ln, h1.Config{
+		Handler:           httpapi.NewPublishHandler(apiCfg, h),
+		Fast:              httpapi.IsPublish,
+		MaxBodySize:       int64(cfg.MaxPublishSize),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+	})
 	fresh := newConnTracker()
 	httpSrv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ConnState:         fresh.track,
 	}
@@ -97,7 +112,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Go(func() { errc <- named("broker", broker.Run(runCtx, h)) })
 	wg.Go(func() { errc <- named("websocket server", wsSrv.Run(runCtx)) })
 	select {
@@ -112,8 +127,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		// and publishes answer 503 until the broker is up.
 		logger.Warn("broker not ready yet", "broker", cfg.Broker, "err", broker.Ready())
 	}
+	served := ln
+	if h1.Supported {
+		served = front.Listener()
+		wg.Go(func() { errc <- named("api server", front.Run(runCtx)) })
+	}
 	wg.Go(func() {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(served); !errors.Is(err, http.ErrServerClosed) {
 			errc <- named("http server", err)
 		}
 	})
@@ -144,6 +164,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	})
 	stopping.Go(func() {
+		if err := front.Shutdown(sctx); err != nil {
+			logger.Warn("api shutdown incomplete", "err", err)
+		}
+	})
+	stopping.Go(func() {
 		if err := wsSrv.Shutdown(sctx); err != nil {
 			logger.Warn("websocket shutdown incomplete: remaining connections cut off", "err", err)
 		}
@@ -160,6 +185,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	logger.Info("stopped")
 	return runErr
 }
+
+// Timeouts of HTTP connections, the same on both paths.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
 
 // named prefixes a component's error with its name.
 func named(name string, err error) error {

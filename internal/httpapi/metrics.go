@@ -16,12 +16,12 @@ import (
 // handleMetrics serves the node's metrics in the Prometheus format. The
 // counters live in the hub and the transport; the collector reads them at
 // scrape time, so the hot path pays nothing for metrics.
-func handleMetrics(logger *slog.Logger, h *hub.Hub, wsSrv *ws.Server) http.Handler {
+func handleMetrics(logger *slog.Logger, cfg Config, h *hub.Hub, wsSrv *ws.Server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&collector{hub: h, ws: wsSrv},
+		&collector{hub: h, ws: wsSrv, direct: cfg.DirectRequests},
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)})
 }
@@ -35,16 +35,18 @@ var (
 	descChannels      = prometheus.NewDesc("wspush_channels", "Channels with local subscribers.", nil, nil)
 	descPublished     = prometheus.NewDesc("wspush_messages_published_total", "Messages published through this node (API and clients).", nil, nil)
 	descDelivered     = prometheus.NewDesc("wspush_messages_delivered_total", "Messages queued to local connections.", nil, nil)
+	descDirect        = prometheus.NewDesc("wspush_api_requests_direct_total", "Publish API requests answered from the epoll loop rather than net/http.", nil, nil)
 )
 
 // collector exposes the hub's and the transport's counters.
 type collector struct {
-	hub *hub.Hub
-	ws  *ws.Server
+	hub    *hub.Hub
+	ws     *ws.Server
+	direct func() uint64 // nil: no direct path
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descClosed, descOverflows, descSubscriptions, descChannels, descPublished, descDelivered} {
+	for _, d := range []*prometheus.Desc{descConnections, descAccepted, descClosed, descOverflows, descSubscriptions, descChannels, descPublished, descDelivered, descDirect} {
 		ch <- d
 	}
 }
@@ -61,4 +63,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descChannels, prometheus.GaugeValue, float64(hs.Channels))
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(hs.Published))
 	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(hs.Delivered))
+	if c.direct != nil {
+		ch <- prometheus.MustNewConstMetric(descDirect, prometheus.CounterValue, float64(c.direct()))
+	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/hub"
@@ -36,7 +37,22 @@ func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg Config, h *hub.Hub, 
 
 	mux.Handle("GET /healthz", handleHealthz(cfg.Version))
 	mux.Handle("GET /readyz", handleReadyz(broker, wsSrv))
-	mux.Handle("GET /metrics", handleMetrics(logger, h, wsSrv))
+	mux.Handle("GET /metrics", handleMetrics(logger, cfg, h, wsSrv))
 
 	mux.Handle("/", handlePages())
+}
+
+// IsPublish reports whether a request is one of the publish routes
+// (POST /api/publish, /api/publish/{channel}, /api/broadcast), which
+// wspush serves from its epoll loop (package h1) rather than net/http.
+func IsPublish(method, path string) bool {
+	if method != http.MethodPost {
+		return false
+	}
+	switch path {
+	case "/api/publish", "/api/broadcast":
+		return true
+	}
+	ch, ok := strings.CutPrefix(path, "/api/publish/")
+	return ok && ch != "" && ch != "." && ch != ".." && !strings.Contains(ch, "/")
 }

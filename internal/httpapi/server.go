@@ -36,17 +36,49 @@ type Config struct {
 	History wspush.History
 	// Presence serves /api/presence; nil when the broker cannot.
 	Presence wspush.Presence
+	// DirectRequests, when set, counts the publish requests served by
+	// NewPublishHandler's path, for /metrics.
+	DirectRequests func() uint64
 }
 
 // NewServer returns the HTTP handler of a wspush node.
 func NewServer(logger *slog.Logger, cfg Config, h *hub.Hub, broker wspush.Broker, wsSrv *ws.Server, proto *native.Protocol) http.Handler {
+	cfg.setDefaults()
+	mux := http.NewServeMux()
+	addRoutes(mux, logger, cfg, h, broker, wsSrv, proto)
+	return mux
+}
+
+// NewPublishHandler returns the handler of the publish routes alone (the
+// requests IsPublish accepts), for the path that serves them without
+// net/http: the same handlers as NewServer's, without the router.
+func NewPublishHandler(cfg Config, h *hub.Hub) http.Handler {
+	cfg.setDefaults()
+	api := requireAPIKey(cfg.APIKey)
+	publish := api(handlePublish(cfg, h))
+	publishRaw := api(handlePublishRaw(cfg, h))
+	broadcast := api(handleBroadcast(cfg, h))
+	other := notFound()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case !IsPublish(r.Method, p):
+			other.ServeHTTP(w, r)
+		case p == "/api/publish":
+			publish.ServeHTTP(w, r)
+		case p == "/api/broadcast":
+			broadcast.ServeHTTP(w, r)
+		default:
+			r.SetPathValue("channel", p[len("/api/publish/"):])
+			publishRaw.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (cfg *Config) setDefaults() {
 	if cfg.MaxPublishSize <= 0 {
 		cfg.MaxPublishSize = DefaultMaxPublishSize
 	}
 	if cfg.MaxChannelLength <= 0 || cfg.MaxChannelLength > wspush.MaxChannelLength {
 		cfg.MaxChannelLength = wspush.MaxChannelLength
 	}
-	mux := http.NewServeMux()
-	addRoutes(mux, logger, cfg, h, broker, wsSrv, proto)
-	return mux
 }

@@ -1,0 +1,258 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/textproto"
+)
+
+// Reasons parseHead gives no request.
+var (
+	// errIncomplete: the head has not arrived whole yet.
+	errIncomplete = errors.New("h1: incomplete request head")
+	// errNotServed: a request this package leaves to net/http, which
+	// serves it or answers the error.
+	errNotServed = errors.New("h1: request left to net/http")
+)
+
+// maxHead bounds a request head served here; a larger one goes to net/http.
+const maxHead = 8 << 10
+
+// request is a parsed request head, its strings all slices of one copy.
+type request struct {
+	method, target, path, query, host string
+	header                            http.Header
+	contentLength                     int64
+	close                             bool // Connection: close
+	headLen                           int  // bytes of the head, through its blank line
+}
+
+// requestLine parses "METHOD SP target SP HTTP/1.1" without its CRLF,
+// checking the method and target. ok is false for anything else,
+// including other HTTP versions.
+func requestLine(line []byte) (method, target []byte, ok bool) {
+	method, rest, ok1 := bytes.Cut(line, []byte{' '})
+	target, proto, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok1 || !ok2 || string(proto) != "HTTP/1.1" || len(method) == 0 || !isToken(method) {
+		return nil, nil, false
+	}
+	if len(target) == 0 || target[0] != '/' {
+		return nil, nil, false // only origin-form; net/http handles the rest
+	}
+	for _, b := range target {
+		if b <= ' ' || b >= 0x7f || b == '#' {
+			return nil, nil, false
+		}
+	}
+	return method, target, true
+}
+
+// splitTarget splits an origin-form target into its path and query; ok is
+// false when the path is escaped, which this package leaves to net/http.
+func splitTarget(target string) (path, query string, ok bool) {
+	path, query, _ = cutString(target, '?')
+	for i := range len(path) {
+		if path[i] == '%' {
+			return "", "", false
+		}
+	}
+	return path, query, true
+}
+
+// parseHead parses the request head at the start of b: errIncomplete
+// while b holds no whole head, errNotServed for a request that is not a
+// plain HTTP/1.1 request with a Content-Length of at most maxBody, or that
+// fast does not accept.
+func parseHead(b []byte, maxBody int64, fast func(method, path string) bool) (request, error) {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		if len(b) >= maxHead {
+			return request{}, errNotServed
+		}
+		return request{}, errIncomplete
+	}
+	if end+4 > maxHead {
+		return request{}, errNotServed
+	}
+	lineEnd := bytes.Index(b, []byte("\r\n"))
+	m, t, ok := requestLine(b[:lineEnd])
+	if !ok {
+		return request{}, errNotServed
+	}
+	head := string(b[lineEnd+2 : end+2]) // the header lines, each ending in CRLF
+	req := request{headLen: end + 4, contentLength: -1}
+	req.method, req.target = internMethod(m), string(t)
+	if req.path, req.query, ok = splitTarget(req.target); !ok || !fast(req.method, req.path) {
+		return request{}, errNotServed
+	}
+	n := bytes.Count(b[lineEnd:end+2], []byte("\r\n")) - 1
+	req.header = make(http.Header, n)
+	values := make([]string, n) // one allocation for every single-valued header
+	for head != "" {
+		var line string
+		line, head, _ = cutString(head, '\n')
+		if line == "" || line[len(line)-1] != '\r' {
+			return request{}, errNotServed // a bare LF
+		}
+		line = line[:len(line)-1]
+		name, value, ok := cutString(line, ':')
+		if !ok || name == "" || !isToken([]byte(name)) {
+			return request{}, errNotServed // obs-fold or a bad name
+		}
+		value = trimOWS(value)
+		if !validValue(value) {
+			return request{}, errNotServed
+		}
+		key := textproto.CanonicalMIMEHeaderKey(name) // no allocation when canonical
+		switch key {
+		case "Host":
+			if req.host != "" || !validHost(value) {
+				return request{}, errNotServed
+			}
+			req.host = value
+			continue // net/http keeps it in Request.Host only
+		case "Content-Length":
+			if req.contentLength >= 0 {
+				return request{}, errNotServed
+			}
+			if req.contentLength = parseLength(value); req.contentLength < 0 || req.contentLength > maxBody {
+				return request{}, errNotServed
+			}
+		case "Connection":
+			switch {
+			case asciiEqualFold(value, "close"):
+				req.close = true
+			case asciiEqualFold(value, "keep-alive"):
+			default:
+				return request{}, errNotServed // Upgrade and the like
+			}
+		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
+			return request{}, errNotServed
+		}
+		if vs := req.header[key]; vs != nil {
+			req.header[key] = append(vs, value)
+			continue
+		}
+		values[0] = value
+		req.header[key] = values[:1:1]
+		values = values[1:]
+	}
+	if req.host == "" || req.contentLength < 0 {
+		return request{}, errNotServed
+	}
+	return req, nil
+}
+
+// internMethod returns the usual methods without an allocation.
+func internMethod(m []byte) string {
+	switch string(m) {
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodGet:
+		return http.MethodGet
+	}
+	return string(m)
+}
+
+// parseLength parses a Content-Length value: decimal digits only, or -1.
+func parseLength(v string) int64 {
+	if v == "" || len(v) > 18 {
+		return -1
+	}
+	var n int64
+	for i := range len(v) {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n
+}
+
+func cutString(s string, sep byte) (before, after string, found bool) {
+	for i := range len(s) {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// isToken reports whether b is an RFC 9110 token.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+var tokenChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validValue reports whether v is a field value without control bytes
+// other than tab.
+func validValue(v string) bool {
+	for i := range len(v) {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts the usual host[:port] forms and leaves the rest (and
+// their errors) to net/http.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := range len(h) {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := range len(s) {
+		if lower(s[i]) != lower(t[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
