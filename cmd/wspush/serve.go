@@ -90,7 +90,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	// Publishes are served from an epoll loop, the rest by net/http.
+	// Publishes are served by package h1, the rest by net/http.
 	front = h1.NewServer(logger, ln, h1.Config{
 		Handler:           httpapi.NewPublishHandler(apiCfg, h),
 		Fast:              httpapi.IsPublish,

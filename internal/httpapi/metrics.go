@@ -35,7 +35,7 @@ var (
 	descChannels      = prometheus.NewDesc("wspush_channels", "Channels with local subscribers.", nil, nil)
 	descPublished     = prometheus.NewDesc("wspush_messages_published_total", "Messages published through this node (API and clients).", nil, nil)
 	descDelivered     = prometheus.NewDesc("wspush_messages_delivered_total", "Messages queued to local connections.", nil, nil)
-	descDirect        = prometheus.NewDesc("wspush_api_requests_direct_total", "Publish API requests answered from the epoll loop rather than net/http.", nil, nil)
+	descDirect        = prometheus.NewDesc("wspush_api_requests_direct_total", "Publish API requests answered by the direct path (package h1) rather than net/http.", nil, nil)
 )
 
 // collector exposes the hub's and the transport's counters.

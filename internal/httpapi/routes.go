@@ -44,7 +44,7 @@ func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg Config, h *hub.Hub, 
 
 // IsPublish reports whether a request is one of the publish routes
 // (POST /api/publish, /api/publish/{channel}, /api/broadcast), which
-// wspush serves from its epoll loop (package h1) rather than net/http.
+// wspush serves on a direct path (package h1) rather than net/http.
 func IsPublish(method, path string) bool {
 	if method != http.MethodPost {
 		return false
