@@ -85,7 +85,8 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	}
 	vp := iovecs.Get().(*[]unix.Iovec)
-	defer func() { clear((*vp)[:cap(*vp)]); *vp = (*vp)[:0]; iovecs.Put(vp) }()
+	used := 0 // entries to clear before the vector goes back: its pointers pin frames
+	defer func() { clear((*vp)[:used]); iovecs.Put(vp) }()
 	for len(frames) > 0 {
 		iov := (*vp)[:0]
 		for _, f := range frames {
@@ -98,6 +99,7 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 				iov = append(iov, v)
 			}
 		}
+		used = max(used, len(iov))
 		if len(iov) == 0 {
 			return nil, nil
 		}
