@@ -27,8 +27,16 @@ type conn struct {
 	rc     syscall.RawConn
 	remote string
 
-	buf  *[]byte // bytes read and not answered, (*buf)[:n]; nil when none
-	n    int
+	buf *[]byte // bytes read and not answered, (*buf)[:n]; nil when none
+	n   int
+
+	// Storage reused from one request to the next, so that a request
+	// costs few allocations: handlers do not keep the request.
+	head request
+	base *http.Request // carries the context; copied into req
+	req  http.Request
+	url  url.URL
+	body bodyReader
 	resp response
 
 	// idle is set while the connection waits for a request with nothing
@@ -213,7 +221,8 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 	s := c.srv
 	for rest < c.n {
 		b := (*c.buf)[rest:c.n]
-		req, err := parseHead(b, s.cfg.MaxBodySize, s.cfg.Fast)
+		req := &c.head
+		err := parseHead(b, s.cfg.MaxBodySize, s.cfg.Fast, req)
 		switch {
 		case err == errIncomplete:
 			return rest, false, false
@@ -228,7 +237,7 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 			}
 			return rest, false, false // wait for the body
 		}
-		ok := c.call(ctx, &req, b[req.headLen:total])
+		ok := c.call(ctx, req, b[req.headLen:total])
 		rest += total
 		if !ok {
 			return rest, true, false
@@ -253,24 +262,26 @@ func (c *conn) grow(rest, total int) {
 // call runs the handler for one request; false means it panicked, and
 // the connection ends without an answer, as in net/http.
 func (c *conn) call(ctx context.Context, req *request, body []byte) (ok bool) {
-	r := &http.Request{
-		Method:        req.method,
-		URL:           &url.URL{Path: req.path, RawQuery: req.query},
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        req.header,
-		ContentLength: req.contentLength,
-		Close:         req.close,
-		Host:          req.host,
-		RemoteAddr:    c.remote,
-		RequestURI:    req.target,
-		Body:          http.NoBody,
+	if c.base == nil {
+		c.base = (&http.Request{}).WithContext(ctx)
 	}
+	c.url = url.URL{Path: req.path, RawQuery: req.query}
+	r := &c.req
+	*r = *c.base
+	r.Method = req.method
+	r.URL = &c.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header = req.header
+	r.ContentLength = req.contentLength
+	r.Close = req.close
+	r.Host = req.host
+	r.RemoteAddr = c.remote
+	r.RequestURI = req.target
+	r.Body = http.NoBody
 	if len(body) > 0 {
-		r.Body = &bodyReader{b: body}
+		c.body.b = body
+		r.Body = &c.body
 	}
-	r = r.WithContext(ctx)
 	c.resp.reset()
 	defer func() {
 		if v := recover(); v != nil {

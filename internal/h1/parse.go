@@ -23,6 +23,7 @@ const maxHead = 8 << 10
 type request struct {
 	method, target, path, query, host string
 	header                            http.Header
+	values                            []string // storage of header values, reused
 	contentLength                     int64
 	close                             bool // Connection: close
 	headLen                           int  // bytes of the head, through its blank line
@@ -60,64 +61,72 @@ func splitTarget(target string) (path, query string, ok bool) {
 	return path, query, true
 }
 
-// parseHead parses the request head at the start of b: errIncomplete
-// while b holds no whole head, errNotServed for a request that is not a
-// plain HTTP/1.1 request with a Content-Length of at most maxBody, or that
-// fast does not accept.
-func parseHead(b []byte, maxBody int64, fast func(method, path string) bool) (request, error) {
+// parseHead parses the request head at the start of b into req, reusing
+// req's header map and value storage: errIncomplete while b holds no whole
+// head, errNotServed for a request that is not a plain HTTP/1.1 request
+// with a Content-Length of at most maxBody, or that fast does not accept.
+func parseHead(b []byte, maxBody int64, fast func(method, path string) bool, req *request) error {
 	end := bytes.Index(b, []byte("\r\n\r\n"))
 	if end < 0 {
 		if len(b) >= maxHead {
-			return request{}, errNotServed
+			return errNotServed
 		}
-		return request{}, errIncomplete
+		return errIncomplete
 	}
 	if end+4 > maxHead {
-		return request{}, errNotServed
+		return errNotServed
 	}
 	lineEnd := bytes.Index(b, []byte("\r\n"))
 	m, t, ok := requestLine(b[:lineEnd])
 	if !ok {
-		return request{}, errNotServed
+		return errNotServed
 	}
-	head := string(b[lineEnd+2 : end+2]) // the header lines, each ending in CRLF
-	req := request{headLen: end + 4, contentLength: -1}
-	req.method, req.target = internMethod(m), string(t)
+	// One copy of the head: the handler may keep its strings.
+	head := string(b[:end+2])
+	*req = request{header: req.header, values: req.values, headLen: end + 4, contentLength: -1}
+	req.method, req.target = internMethod(m), head[len(m)+1:len(m)+1+len(t)]
+	head = head[lineEnd+2:] // the header lines, each ending in CRLF
 	if req.path, req.query, ok = splitTarget(req.target); !ok || !fast(req.method, req.path) {
-		return request{}, errNotServed
+		return errNotServed
 	}
 	n := bytes.Count(b[lineEnd:end+2], []byte("\r\n")) - 1
-	req.header = make(http.Header, n)
-	values := make([]string, n) // one allocation for every single-valued header
+	if req.header == nil {
+		req.header = make(http.Header, n)
+	}
+	clear(req.header)
+	if cap(req.values) < n {
+		req.values = make([]string, n)
+	}
+	values := req.values[:n] // storage for every single-valued header
 	for head != "" {
 		var line string
 		line, head, _ = cutString(head, '\n')
 		if line == "" || line[len(line)-1] != '\r' {
-			return request{}, errNotServed // a bare LF
+			return errNotServed // a bare LF
 		}
 		line = line[:len(line)-1]
 		name, value, ok := cutString(line, ':')
-		if !ok || name == "" || !isToken([]byte(name)) {
-			return request{}, errNotServed // obs-fold or a bad name
+		if !ok || name == "" || !isToken(name) {
+			return errNotServed // obs-fold or a bad name
 		}
 		value = trimOWS(value)
 		if !validValue(value) {
-			return request{}, errNotServed
+			return errNotServed
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name) // no allocation when canonical
 		switch key {
 		case "Host":
 			if req.host != "" || !validHost(value) {
-				return request{}, errNotServed
+				return errNotServed
 			}
 			req.host = value
 			continue // net/http keeps it in Request.Host only
 		case "Content-Length":
 			if req.contentLength >= 0 {
-				return request{}, errNotServed
+				return errNotServed
 			}
 			if req.contentLength = parseLength(value); req.contentLength < 0 || req.contentLength > maxBody {
-				return request{}, errNotServed
+				return errNotServed
 			}
 		case "Connection":
 			switch {
@@ -125,10 +134,10 @@ func parseHead(b []byte, maxBody int64, fast func(method, path string) bool) (re
 				req.close = true
 			case asciiEqualFold(value, "keep-alive"):
 			default:
-				return request{}, errNotServed // Upgrade and the like
+				return errNotServed // Upgrade and the like
 			}
 		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
-			return request{}, errNotServed
+			return errNotServed
 		}
 		if vs := req.header[key]; vs != nil {
 			req.header[key] = append(vs, value)
@@ -139,9 +148,9 @@ func parseHead(b []byte, maxBody int64, fast func(method, path string) bool) (re
 		values = values[1:]
 	}
 	if req.host == "" || req.contentLength < 0 {
-		return request{}, errNotServed
+		return errNotServed
 	}
-	return req, nil
+	return nil
 }
 
 // internMethod returns the usual methods without an allocation.
@@ -190,9 +199,9 @@ func trimOWS(s string) string {
 }
 
 // isToken reports whether b is an RFC 9110 token.
-func isToken(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
+func isToken[T string | []byte](b T) bool {
+	for i := range len(b) {
+		if c := b[i]; c >= 0x80 || !tokenChars[c] {
 			return false
 		}
 	}

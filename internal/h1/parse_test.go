@@ -12,8 +12,8 @@ func anyPost(method, _ string) bool { return method == http.MethodPost }
 
 func TestParseHead(t *testing.T) {
 	raw := "POST /api/publish?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 3\r\ncontent-type: application/json\r\nX-A: 1\r\nX-A: 2\r\nConnection: close\r\n\r\nabc"
-	req, err := parseHead([]byte(raw), 10, anyPost)
-	if err != nil {
+	var req request
+	if err := parseHead([]byte(raw), 10, anyPost, &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.method != "POST" || req.path != "/api/publish" || req.query != "x=1" || req.host != "h:1" ||
@@ -27,7 +27,7 @@ func TestParseHead(t *testing.T) {
 		t.Fatalf("X-A %q", got)
 	}
 	for i := range len(raw) - 3 {
-		if _, err := parseHead([]byte(raw[:i]), 10, anyPost); err != errIncomplete {
+		if err := parseHead([]byte(raw[:i]), 10, anyPost, &req); err != errIncomplete {
 			t.Fatalf("prefix of %d bytes: %v, want errIncomplete", i, err)
 		}
 	}
@@ -53,7 +53,8 @@ func TestParseHeadLeavesToNetHTTP(t *testing.T) {
 		"POST / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nContent-Length: 1\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n" + strings.Repeat("X: y\r\n", 2000) + "\r\n",
 	} {
-		if _, err := parseHead([]byte(raw), 10, anyPost); err != errNotServed {
+		var req request
+		if err := parseHead([]byte(raw), 10, anyPost, &req); err != errNotServed {
 			t.Errorf("%.80q: %v, want errNotServed", raw, err)
 		}
 	}
@@ -65,8 +66,8 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("POST /api/publish HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nAuthorization: Bearer k\r\n\r\n{}"))
 	f.Add([]byte("POST /a?b=c HTTP/1.1\r\nHost: [::1]:80\r\ncontent-length: 0\r\nX:  v \r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		req, err := parseHead(b, 1<<20, anyPost)
-		if err != nil {
+		var req request
+		if err := parseHead(b, 1<<20, anyPost, &req); err != nil {
 			return
 		}
 		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
