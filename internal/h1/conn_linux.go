@@ -39,6 +39,12 @@ type conn struct {
 	body bodyReader
 	resp response
 
+	// The callbacks of raw reads and writes, and their results.
+	readFn, writeFn func(fd uintptr) bool
+	wbuf            []byte
+	sysN            int
+	sysErr          error
+
 	// idle is set while the connection waits for a request with nothing
 	// read: Shutdown closes such a connection.
 	idle atomic.Bool
@@ -58,6 +64,7 @@ func newConn(s *Server, nc net.Conn) (*conn, error) {
 		return nil, err
 	}
 	c := &conn{srv: s, nc: nc, rc: rc, remote: nc.RemoteAddr().String()}
+	c.readFn, c.writeFn = c.readOnce, c.writeOnce
 	c.deadline.Store(time.Now().Add(s.cfg.ReadHeaderTimeout).UnixNano())
 	c.idle.Store(true)
 	return c, nil
@@ -180,30 +187,11 @@ func (c *conn) serve(ctx context.Context) {
 // from the pool only once there is something to read. It reports false
 // when the connection ended.
 func (c *conn) read() bool {
-	var n int
-	var errno error
 	// The read is tried before waiting, even when it most likely finds
 	// nothing: RawRead forgets readiness signalled before it was called.
-	err := c.rc.Read(func(fd uintptr) bool {
-		if c.buf == nil {
-			c.buf, c.n = readBufs.Get().(*[]byte), 0
-		}
-		for {
-			n, errno = unix.Read(int(fd), (*c.buf)[c.n:])
-			switch errno {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				if c.n == 0 {
-					putReadBuf(c.buf)
-					c.buf = nil
-				}
-				return false // wait for data
-			}
-			return true
-		}
-	})
-	if err != nil || errno != nil || n <= 0 {
+	err := c.rc.Read(c.readFn)
+	n := c.sysN
+	if err != nil || c.sysErr != nil || n <= 0 {
 		return false
 	}
 	if c.n == 0 {
@@ -293,6 +281,39 @@ func (c *conn) call(ctx context.Context, req *request, body []byte) (ok bool) {
 	return true
 }
 
+// readOnce is c.readFn, the callback of read's RawRead: a method value
+// made once, so that a read allocates nothing.
+func (c *conn) readOnce(fd uintptr) bool {
+	if c.buf == nil {
+		c.buf, c.n = readBufs.Get().(*[]byte), 0
+	}
+	for {
+		c.sysN, c.sysErr = unix.Read(int(fd), (*c.buf)[c.n:])
+		switch c.sysErr {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if c.n == 0 {
+				putReadBuf(c.buf)
+				c.buf = nil
+			}
+			return false // wait for data
+		}
+		return true
+	}
+}
+
+// writeOnce is c.writeFn, the callback of flush's RawWrite: it writes
+// c.wbuf without waiting.
+func (c *conn) writeOnce(fd uintptr) bool {
+	for {
+		c.sysN, c.sysErr = unix.Write(int(fd), c.wbuf)
+		if c.sysErr != unix.EINTR {
+			return true
+		}
+	}
+}
+
 // flush writes out and gives it back to the pool: one write without
 // waiting, and only if the socket is full, a wait of up to WriteTimeout.
 // It reports whether everything was written.
@@ -302,16 +323,10 @@ func (c *conn) flush(out *[]byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	var n int
-	var errno error
-	err := c.rc.Write(func(fd uintptr) bool {
-		for {
-			n, errno = unix.Write(int(fd), b)
-			if errno != unix.EINTR {
-				return true
-			}
-		}
-	})
+	c.wbuf = b
+	err := c.rc.Write(c.writeFn)
+	c.wbuf = nil
+	n, errno := c.sysN, c.sysErr
 	switch {
 	case err != nil || errno != nil && errno != unix.EAGAIN:
 		return false

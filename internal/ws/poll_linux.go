@@ -67,11 +67,43 @@ func (c *Conn) rawRead(b []byte) (int, error) {
 // shutdownFD shuts both directions of a socket down, which wakes its reader.
 func shutdownFD(fd int) error { return unix.Shutdown(fd, unix.SHUT_RDWR) }
 
-// iovecs pools the vectors of writev calls.
-var iovecs = sync.Pool{New: func() any { v := make([]unix.Iovec, 0, maxIovecs); return &v }}
+// vectorWriter is the state of one writev call: the vector and the
+// callback of RawConn.Write with its results. Writers are pooled, and the
+// callback is a method value made once per writer, so a write allocates
+// nothing.
+type vectorWriter struct {
+	iov   []unix.Iovec
+	wait  bool
+	n     int
+	errno unix.Errno
+	fn    func(fd uintptr) bool
+}
+
+// writers pools vectorWriters.
+var writers = sync.Pool{New: func() any {
+	w := &vectorWriter{iov: make([]unix.Iovec, 0, maxIovecs)}
+	w.fn = w.write
+	return w
+}}
 
 // maxIovecs is IOV_MAX on Linux.
 const maxIovecs = 1024
+
+// write is w.fn: one writev of w.iov, retried on EINTR, and with wait,
+// on EAGAIN once the socket is writable.
+func (w *vectorWriter) write(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN && w.wait:
+			return false // wait until writable, then try again
+		}
+		w.n, w.errno = int(r), e
+		return true
+	}
+}
 
 // writev writes frames with as few writev calls as it takes. With wait,
 // it waits (up to the write timeout) while the socket is full; without, it
@@ -84,52 +116,39 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 	if wait {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	}
-	vp := iovecs.Get().(*[]unix.Iovec)
-	used := 0 // entries to clear before the vector goes back: its pointers pin frames
-	defer func() { clear((*vp)[:used]); iovecs.Put(vp) }()
+	w := writers.Get().(*vectorWriter)
+	w.wait = wait
+	used := 0 // entries to clear before the writer goes back: their pointers pin frames
+	defer func() { clear(w.iov[:used]); w.iov = w.iov[:0]; writers.Put(w) }()
 	for len(frames) > 0 {
-		iov := (*vp)[:0]
+		w.iov = w.iov[:0]
 		for _, f := range frames {
-			if len(iov) == maxIovecs {
+			if len(w.iov) == maxIovecs {
 				break
 			}
 			if len(f) > 0 {
 				v := unix.Iovec{Base: &f[0]}
 				v.SetLen(len(f))
-				iov = append(iov, v)
+				w.iov = append(w.iov, v)
 			}
 		}
-		used = max(used, len(iov))
-		if len(iov) == 0 {
+		used = max(used, len(w.iov))
+		if len(w.iov) == 0 {
 			return nil, nil
 		}
 		if c.srv.writeHook != nil {
-			c.srv.writeHook(len(iov))
+			c.srv.writeHook(len(w.iov))
 		}
-		var n int
-		var errno unix.Errno
-		err := c.rc.Write(func(fd uintptr) bool {
-			for {
-				r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-				switch {
-				case e == unix.EINTR:
-					continue
-				case e == unix.EAGAIN && wait:
-					return false // wait until writable, then try again
-				}
-				n, errno = int(r), e
-				return true
-			}
-		})
+		err := c.rc.Write(w.fn)
 		switch {
 		case err != nil:
 			return frames, err
-		case errno == unix.EAGAIN:
+		case w.errno == unix.EAGAIN:
 			return frames, errWouldBlock
-		case errno != 0:
-			return frames, errno
+		case w.errno != 0:
+			return frames, w.errno
 		}
-		frames = consume(frames, n)
+		frames = consume(frames, w.n)
 		if len(frames) > 0 && !wait {
 			return frames, errWouldBlock // a short write: the socket is full
 		}
