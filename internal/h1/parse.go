@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/textproto"
+	"strings"
 )
 
 // Reasons parseHead gives no request.
@@ -66,17 +67,32 @@ func splitTarget(target string) (path, query string, ok bool) {
 // head, errNotServed for a request that is not a plain HTTP/1.1 request
 // with a Content-Length of at most maxBody, or that fast does not accept.
 func parseHead(b []byte, maxBody int64, fast func(method, path string) bool, req *request) error {
-	end := bytes.Index(b, []byte("\r\n\r\n"))
-	if end < 0 {
-		if len(b) >= maxHead {
+	// Find the blank line that ends the head, a line at a time.
+	lineEnd, end, n := -1, -1, 0 // end of the request line, of the head; header lines
+	for pos := 0; end < 0; {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			if len(b) >= maxHead {
+				return errNotServed
+			}
+			return errIncomplete
+		}
+		if i == 0 || b[pos+i-1] != '\r' {
+			return errNotServed // a bare LF
+		}
+		switch {
+		case lineEnd < 0:
+			lineEnd = pos + i - 1
+		case i == 1:
+			end = pos - 2 // the CRLF before the blank line
+		default:
+			n++
+		}
+		pos += i + 1
+		if pos > maxHead {
 			return errNotServed
 		}
-		return errIncomplete
 	}
-	if end+4 > maxHead {
-		return errNotServed
-	}
-	lineEnd := bytes.Index(b, []byte("\r\n"))
 	m, t, ok := requestLine(b[:lineEnd])
 	if !ok {
 		return errNotServed
@@ -89,7 +105,6 @@ func parseHead(b []byte, maxBody int64, fast func(method, path string) bool, req
 	if req.path, req.query, ok = splitTarget(req.target); !ok || !fast(req.method, req.path) {
 		return errNotServed
 	}
-	n := bytes.Count(b[lineEnd:end+2], []byte("\r\n")) - 1
 	if req.header == nil {
 		req.header = make(http.Header, n)
 	}
@@ -101,19 +116,20 @@ func parseHead(b []byte, maxBody int64, fast func(method, path string) bool, req
 	for head != "" {
 		var line string
 		line, head, _ = cutString(head, '\n')
-		if line == "" || line[len(line)-1] != '\r' {
-			return errNotServed // a bare LF
-		}
-		line = line[:len(line)-1]
+		line = line[:len(line)-1] // the CR, checked above
 		name, value, ok := cutString(line, ':')
-		if !ok || name == "" || !isToken(name) {
+		canonical, ok2 := tokenCase(name)
+		if !ok || !ok2 {
 			return errNotServed // obs-fold or a bad name
 		}
 		value = trimOWS(value)
 		if !validValue(value) {
 			return errNotServed
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name) // no allocation when canonical
+		key := name
+		if !canonical {
+			key = textproto.CanonicalMIMEHeaderKey(name)
+		}
 		switch key {
 		case "Host":
 			if req.host != "" || !validHost(value) {
@@ -180,12 +196,27 @@ func parseLength(v string) int64 {
 }
 
 func cutString(s string, sep byte) (before, after string, found bool) {
-	for i := range len(s) {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
+	if i := strings.IndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
 	}
 	return s, "", false
+}
+
+// tokenCase reports whether name is a token, and whether it is in the
+// canonical case of header names (Content-Length), in one pass.
+func tokenCase(name string) (canonical, ok bool) {
+	canonical, upper := true, true
+	for i := range len(name) {
+		c := name[i]
+		if c >= 0x80 || !tokenChars[c] {
+			return false, false
+		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+		}
+		upper = c == '-'
+	}
+	return canonical, name != ""
 }
 
 func trimOWS(s string) string {
