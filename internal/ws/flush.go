@@ -151,13 +151,27 @@ func (c *Conn) flushOnce() {
 	c.mu.Unlock()
 }
 
-// stopWritingLocked ends c's writing: an idle connection keeps no queue
-// storage. spare is a batch to give back. c.mu is held.
+// idleQueueCap bounds the queue storage an idle connection keeps.
+const idleQueueCap = 4
+
+// stopWritingLocked ends c's writing, whose queue is empty unless c is
+// done. spare is a batch written, to give back. An idle connection keeps
+// small queue storage, spare if it has none, so that a connection sent a
+// frame now and then queues it without allocating: an allocation per
+// delivery made the garbage collector run every second or so under a
+// steady fan-out, in the middle of fan-outs. c.mu is held.
 func (c *Conn) stopWritingLocked(spare [][]byte) {
 	c.writing = false
-	putBatch(spare)
-	if len(c.queue) == 0 || c.state == stateDone {
+	if c.state == stateDone {
 		putBatch(c.queue)
 		c.queue, c.queued = nil, 0
+	} else if len(c.queue) == 0 && (cap(c.queue) == 0 || cap(c.queue) > idleQueueCap) {
+		putBatch(c.queue)
+		c.queue = nil
+		if cap(spare) <= idleQueueCap {
+			clear(spare[:cap(spare)]) // the frames written
+			c.queue, spare = spare[:0], nil
+		}
 	}
+	putBatch(spare)
 }
