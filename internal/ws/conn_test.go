@@ -48,6 +48,9 @@ func TestIOModel(t *testing.T) {
 func TestEcho(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
 		cfg.ReadLimit = 1 << 17
+		// The client writes faster than it reads back: room for every
+		// echo, so that this tests framing, not the slow-consumer limit.
+		cfg.QueueMaxBytes = 64 << 20
 		h := newHarness(t, cfg)
 		c := h.dial(t, nil)
 		s := h.session(t)
