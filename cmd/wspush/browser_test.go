@@ -594,6 +594,7 @@ func TestBrowserRecoversMissedMessages(t *testing.T) {
 	// Live again. A duplicate of a recovered message would come before it.
 	b.say("b4")
 	a.waitMessage("Bob", "b4")
+	b.waitMessage("Bob", "b4") // its own line comes back to it in its own time
 	want := []chatLine{
 		{"Alice", "a1", false},
 		{"Bob", "b1", false},
