@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -406,4 +408,42 @@ func TestConcurrentClients(t *testing.T) {
 	if st := h.srv.Stats(); st.Served == 0 {
 		t.Fatalf("stats %+v: nothing served here", st)
 	}
+}
+
+// A client that sends requests and reads no answers is cut off once an
+// answer has waited WriteTimeout for room in its socket; other clients
+// are served meanwhile.
+func TestClientThatDoesNotReadIsCutOff(t *testing.T) {
+	h := newHarness(t, Config{WriteTimeout: 200 * time.Millisecond})
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	batch := strings.Repeat(post("/fast/x", "1"), 1000)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.WriteString(c, batch); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	other, obr := h.dial()
+	write(t, other, post("/fast/other", "2"))
+	expect(t, obr, 200, "POST /fast/other via h1: 2")
+	select {
+	case err := <-done:
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the server kept the connection: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the connection was not cut off")
+	}
+	waitFor(t, func() bool { return len(h.srv.snapshot()) == 1 }) // the other one
 }
