@@ -52,6 +52,9 @@ type conn struct {
 	// connection: the end of its idle time, or of the time its request
 	// has to arrive whole. It is 0 while a handler runs.
 	deadline atomic.Int64
+	// requestBy is when the request being read must be whole: its first
+	// byte's arrival plus ReadHeaderTimeout, however slowly the rest comes.
+	requestBy int64
 }
 
 func newConn(s *Server, nc net.Conn) (*conn, error) {
@@ -167,9 +170,12 @@ func (c *conn) serve(ctx context.Context) {
 			c.close()
 			return
 		}
+		if rest > 0 && rest < c.n {
+			c.requestBy = time.Now().Add(s.cfg.ReadHeaderTimeout).UnixNano() // the next one began
+		}
 		c.n = copy(*c.buf, (*c.buf)[rest:c.n])
 		if c.n > 0 {
-			c.deadline.Store(time.Now().Add(s.cfg.ReadHeaderTimeout).UnixNano())
+			c.deadline.Store(c.requestBy)
 			continue
 		}
 		putReadBuf(c.buf)
@@ -196,6 +202,7 @@ func (c *conn) read() bool {
 	}
 	if c.n == 0 {
 		c.idle.Store(false)
+		c.requestBy = time.Now().Add(c.srv.cfg.ReadHeaderTimeout).UnixNano()
 	}
 	c.n += n
 	return true

@@ -447,3 +447,29 @@ func TestClientThatDoesNotReadIsCutOff(t *testing.T) {
 	}
 	waitFor(t, func() bool { return len(h.srv.snapshot()) == 1 }) // the other one
 }
+
+// A request that trickles in is cut off ReadHeaderTimeout after its first
+// byte, however often its bytes come.
+func TestSlowRequestIsCutOff(t *testing.T) {
+	h := newHarness(t, Config{ReadHeaderTimeout: 300 * time.Millisecond})
+	c, br := h.dial()
+	write(t, c, post("/fast/first", "1"))
+	expect(t, br, 200, "POST /fast/first via h1: 1")
+	slow := post("/fast/slow", "2", "X-Pad: "+strings.Repeat("p", 200)+"\r\n")
+	start := time.Now()
+	for i := range len(slow) { // a byte every 10 ms: 2.5 s in all
+		if _, err := c.Write([]byte{slow[i]}); err != nil {
+			break // cut off
+		}
+		time.Sleep(10 * time.Millisecond) // the client's pace, not synchronization
+		if time.Since(start) > 5*time.Second {
+			break
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read %v, want the connection closed", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cut off after %v, want about 300 ms", d)
+	}
+}
