@@ -50,6 +50,9 @@ func TestStampedReader(t *testing.T) {
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
+			// Write once the client has turned timestamps on: packets
+			// queued before that carry none.
+			_, err = c.Read(make([]byte, 1))
 			for i := 0; i < frames && err == nil; i++ {
 				_, err = c.Write(frame)
 			}
@@ -65,6 +68,9 @@ func TestStampedReader(t *testing.T) {
 	fr := newFrameReader(c, nil, 4096)
 	if fr.rx = newStampedReader(c); fr.rx == nil {
 		t.Fatal("SO_TIMESTAMPNS not available")
+	}
+	if _, err := c.Write([]byte{1}); err != nil { // go
+		t.Fatal(err)
 	}
 	// The kernel turns receive timestamping on asynchronously, so the
 	// first packets may come without one.
