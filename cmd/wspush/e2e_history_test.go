@@ -936,25 +936,19 @@ func TestPresenceAndJoinLeave(t *testing.T) {
 	// The frames themselves.
 	d := dial(t, s.WS, nil)
 	d.pump().call(4, `{"id":4,"op":"subscribe","channel":"`+ch+`"}`)
-	for {
+	wantFrame := func(typ string) {
+		t.Helper()
 		f := op.next()
-		if f.Type == "join" {
-			if want := fmt.Sprintf(`{"type":"join","channel":%q,"client":{"client_id":%q}}`, ch, d.Welcome.ClientID); f.raw != want {
-				t.Fatalf("join frame %s, want %s", f.raw, want)
-			}
-			break
+		for f.Type != typ {
+			f = op.next()
+		}
+		if want := fmt.Sprintf(`{"type":%q,"channel":%q,"client":{"client_id":%q}}`, typ, ch, d.Welcome.ClientID); f.raw != want {
+			t.Fatalf("%s frame %s, want %s", typ, f.raw, want)
 		}
 	}
+	wantFrame("join")
 	d.Close()
-	for {
-		f := op.next()
-		if f.Type == "leave" {
-			if want := fmt.Sprintf(`{"type":"leave","channel":%q,"client":{"client_id":%q}}`, ch, d.Welcome.ClientID); f.raw != want {
-				t.Fatalf("leave frame %s, want %s", f.raw, want)
-			}
-			break
-		}
-	}
+	wantFrame("leave")
 }
 
 func TestPresenceStats(t *testing.T) {
