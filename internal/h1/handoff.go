@@ -15,6 +15,8 @@ type handoff struct {
 	once  sync.Once
 }
 
+var _ net.Listener = (*handoff)(nil)
+
 func newHandoff(addr net.Addr) *handoff {
 	return &handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
 }

@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"net"
 	"net/http"
 	"time"
 )
@@ -55,5 +54,3 @@ type Stats struct {
 	Served    uint64 // requests answered here
 	HandedOff uint64 // connections handed to net/http
 }
-
-var _ net.Listener = (*handoff)(nil)
