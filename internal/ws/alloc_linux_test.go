@@ -30,3 +30,21 @@ func TestPacedSendAllocs(t *testing.T) {
 		t.Errorf("%.2f allocations per paced send, want 0", n)
 	}
 }
+
+// BenchmarkPacedSend is one frame sent to a polled connection and read by
+// its client before the next: a write per frame, nothing to batch, the
+// case of a message every now and then to many idle subscribers.
+func BenchmarkPacedSend(b *testing.B) {
+	h := newHarness(b, Config{})
+	rc := dialRaw(b, h.addr, nil)
+	c := h.session(b).c
+	frame := AppendText(nil, make([]byte, 64))
+	buf := make([]byte, len(frame))
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Send(frame)
+		if _, err := io.ReadFull(rc.br, buf); err != nil {
+			b.Fatalf("read: %v", err)
+		}
+	}
+}
