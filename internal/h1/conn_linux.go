@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wspush/wspush/internal/nbio"
 )
 
 // peekSize is how much of a new connection is peeked to find its request
@@ -43,7 +45,7 @@ type conn struct {
 	readFn, writeFn func(fd uintptr) bool
 	wbuf            []byte
 	sysN            int
-	sysErr          error
+	sysErr          unix.Errno
 
 	// idle is set while the connection waits for a request with nothing
 	// read: Shutdown closes such a connection.
@@ -197,7 +199,7 @@ func (c *conn) read() bool {
 	// nothing: RawRead forgets readiness signalled before it was called.
 	err := c.rc.Read(c.readFn)
 	n := c.sysN
-	if err != nil || c.sysErr != nil || n <= 0 {
+	if err != nil || c.sysErr != 0 || n <= 0 {
 		return false
 	}
 	if c.n == 0 {
@@ -295,7 +297,7 @@ func (c *conn) readOnce(fd uintptr) bool {
 		c.buf, c.n = readBufs.Get().(*[]byte), 0
 	}
 	for {
-		c.sysN, c.sysErr = unix.Read(int(fd), (*c.buf)[c.n:])
+		c.sysN, c.sysErr = nbio.Read(fd, (*c.buf)[c.n:])
 		switch c.sysErr {
 		case unix.EINTR:
 			continue
@@ -314,7 +316,7 @@ func (c *conn) readOnce(fd uintptr) bool {
 // c.wbuf without waiting.
 func (c *conn) writeOnce(fd uintptr) bool {
 	for {
-		c.sysN, c.sysErr = unix.Write(int(fd), c.wbuf)
+		c.sysN, c.sysErr = nbio.Write(fd, c.wbuf)
 		if c.sysErr != unix.EINTR {
 			return true
 		}
@@ -335,7 +337,7 @@ func (c *conn) flush(out *[]byte) bool {
 	c.wbuf = nil
 	n, errno := c.sysN, c.sysErr
 	switch {
-	case err != nil || errno != nil && errno != unix.EAGAIN:
+	case err != nil || errno != 0 && errno != unix.EAGAIN:
 		return false
 	case n == len(b):
 		return true

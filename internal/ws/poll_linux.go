@@ -3,10 +3,10 @@ package ws
 import (
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wspush/wspush/internal/nbio"
 	"github.com/wspush/wspush/internal/netpoll"
 )
 
@@ -46,22 +46,22 @@ func (c *Conn) onReadable() {
 // rawRead reads once from the socket without waiting.
 func (c *Conn) rawRead(b []byte) (int, error) {
 	var n int
-	var errno error
+	var errno unix.Errno
 	err := c.rc.Read(func(fd uintptr) bool {
 		for {
-			n, errno = unix.Read(int(fd), b)
+			n, errno = nbio.Read(fd, b)
 			if errno != unix.EINTR {
 				return true
 			}
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, err
+	case errno != 0:
+		return 0, errno
 	}
-	if n < 0 {
-		n = 0
-	}
-	return n, errno
+	return n, nil
 }
 
 // shutdownFD shuts both directions of a socket down, which wakes its reader.
@@ -93,14 +93,14 @@ const maxIovecs = 1024
 // on EAGAIN once the socket is writable.
 func (w *vectorWriter) write(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+		n, e := nbio.Writev(fd, w.iov)
 		switch {
 		case e == unix.EINTR:
 			continue
 		case e == unix.EAGAIN && w.wait:
 			return false // wait until writable, then try again
 		}
-		w.n, w.errno = int(r), e
+		w.n, w.errno = n, e
 		return true
 	}
 }
