@@ -27,6 +27,22 @@ type Subscriber interface {
 	Send(m *wspush.Message, frame []byte) bool
 }
 
+// A NowSender is a Subscriber that can also write a frame at once, in the
+// caller's goroutine, without waiting for its socket. The hub uses it for
+// small fan-outs, where waking a writer costs more than the write.
+type NowSender interface {
+	Subscriber
+	// SendNow is Send, but writes the frame before it returns unless a
+	// write to the subscriber is under way or its socket is full.
+	SendNow(m *wspush.Message, frame []byte) bool
+}
+
+// DirectFanout is the largest fan-out whose NowSenders are sent with
+// SendNow: a channel of one user's tabs or devices. A larger one goes
+// through the writers' queues, where its writes batch and spread over
+// the cores.
+const DirectFanout = 4
+
 // Encoder turns a message into the frame its protocol sends. The frame is
 // shared by every subscriber of the protocol and must not be modified.
 type Encoder interface {
@@ -212,7 +228,9 @@ func (h *Hub) Subscribers(channel string) int {
 
 // HandleMessage delivers m to the local subscribers of its channel, or to
 // every local connection for a broadcast. It is the hub's side of the
-// Broker: it never blocks on a connection.
+// Broker: it never blocks on a connection. A channel of up to DirectFanout
+// subscribers is written to in the caller's goroutine (see NowSender);
+// the frames of a larger one are queued for the writers.
 func (h *Hub) HandleMessage(m *wspush.Message) {
 	var frames frameCache
 	n := 0
@@ -231,8 +249,9 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 		sh := &h.shards[h.index(m.Channel)]
 		sh.mu.RLock()
 		if r := sh.rooms[m.Channel]; r != nil {
+			now := len(r.subs) <= DirectFanout
 			for _, s := range r.subs {
-				if s.Send(m, frames.get(s.Encoder(), m)) {
+				if send(s, m, frames.get(s.Encoder(), m), now) {
 					n++
 				}
 			}
@@ -242,6 +261,14 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 	if n > 0 {
 		h.delivered.Add(uint64(n))
 	}
+}
+
+// send gives s its frame of m: with now, written at once if s can.
+func send(s Subscriber, m *wspush.Message, frame []byte, now bool) bool {
+	if ns, ok := s.(NowSender); ok && now {
+		return ns.SendNow(m, frame)
+	}
+	return s.Send(m, frame)
 }
 
 // frameCache holds a message's frame per encoder: nearly always one.

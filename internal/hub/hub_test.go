@@ -433,6 +433,70 @@ func TestHandleMessageDeliversToChannelSubscribersOnly(t *testing.T) {
 	}
 }
 
+// nowSub is a fakeSub that is also a NowSender, and counts how it was sent.
+type nowSub struct {
+	*fakeSub
+	now, queued atomic.Int64
+}
+
+func (s *nowSub) Send(m *wspush.Message, frame []byte) bool {
+	s.queued.Add(1)
+	return s.fakeSub.Send(m, frame)
+}
+
+func (s *nowSub) SendNow(m *wspush.Message, frame []byte) bool {
+	s.now.Add(1)
+	return s.fakeSub.Send(m, frame)
+}
+
+// TestSmallFanoutIsSentNow: the subscribers of a channel of up to
+// DirectFanout are sent with SendNow when they have it; a larger channel's,
+// and a broadcast's, with Send.
+func TestSmallFanoutIsSentNow(t *testing.T) {
+	h := hub.New(newFakeBroker())
+	enc := &countingEncoder{tag: "e"}
+	var small, large []*nowSub
+	for range hub.DirectFanout {
+		small = append(small, &nowSub{fakeSub: newSub(enc)})
+	}
+	for range hub.DirectFanout + 1 {
+		large = append(large, &nowSub{fakeSub: newSub(enc)})
+	}
+	plain := newSub(enc) // no SendNow: always Send
+	for _, s := range small {
+		h.Connect(s)
+		mustSubscribe(t, h, "small", s)
+	}
+	for _, s := range large {
+		h.Connect(s)
+		mustSubscribe(t, h, "large", s)
+	}
+	h.Connect(plain)
+	mustSubscribe(t, h, "small2", plain)
+
+	h.HandleMessage(msg("small", `1`))
+	h.HandleMessage(msg("large", `2`))
+	h.HandleMessage(msg("small2", `3`))
+	for i, s := range small {
+		if s.now.Load() != 1 || s.queued.Load() != 0 || s.count() != 1 {
+			t.Errorf("small channel, subscriber %d: %d SendNow, %d Send, %d frames; want 1, 0, 1", i, s.now.Load(), s.queued.Load(), s.count())
+		}
+	}
+	for i, s := range large {
+		if s.now.Load() != 0 || s.queued.Load() != 1 || s.count() != 1 {
+			t.Errorf("large channel, subscriber %d: %d SendNow, %d Send, %d frames; want 0, 1, 1", i, s.now.Load(), s.queued.Load(), s.count())
+		}
+	}
+	if plain.count() != 1 {
+		t.Errorf("subscriber without SendNow got %d frames, want 1", plain.count())
+	}
+
+	h.HandleMessage(&wspush.Message{Broadcast: true, Data: []byte(`4`)})
+	if s := small[0]; s.now.Load() != 1 || s.queued.Load() != 1 {
+		t.Errorf("after a broadcast: %d SendNow, %d Send; want the broadcast sent with Send", s.now.Load(), s.queued.Load())
+	}
+}
+
 func TestBroadcastReachesEveryConnection(t *testing.T) {
 	h := hub.New(newFakeBroker())
 	enc := &countingEncoder{tag: "e"}

@@ -73,22 +73,50 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // closing or the frame overflowed the queue, in which case the connection is
 // closed with CloseSlowConsumer.
 func (c *Conn) Send(frame []byte) bool {
+	queued, _ := c.enqueue(frame, false)
+	return queued
+}
+
+// SendNow is Send, except that when no write of the connection is under
+// way it writes the queue at once, in the caller's goroutine. The write
+// does not wait for the socket: what the socket does not take is left to
+// a writer, as with Send. For a message to one connection or a few, this
+// costs one write and saves waking a flusher worker, which then does the
+// same write; a large fan-out is better left to Send, whose writes batch
+// and spread over the workers.
+func (c *Conn) SendNow(frame []byte) bool {
+	queued, now := c.enqueue(frame, true)
+	if now {
+		c.flushOnce()
+	}
+	return queued
+}
+
+// enqueue queues frame for Send and SendNow. With now, it reports whether
+// the caller must write the queue itself, which it then owns the writing
+// of as a flusher worker does.
+func (c *Conn) enqueue(frame []byte, now bool) (queued, writeNow bool) {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	if len(c.queue) >= c.srv.cfg.QueueMaxMessages || c.queued+len(frame) > c.srv.cfg.QueueMaxBytes {
 		c.mu.Unlock()
 		c.srv.overflows.Add(1)
 		c.Close(CloseSlowConsumer, "slow consumer: send queue overflow")
-		return false
+		return false, false
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	c.startWriterLocked()
+	if now && !c.writing && c.rc != nil && c.srv.flush != nil {
+		c.writing = true
+		writeNow = true
+	} else {
+		c.startWriterLocked()
+	}
 	c.mu.Unlock()
-	return true
+	return true, writeNow
 }
 
 // SendText queues a text frame carrying payload (copied).

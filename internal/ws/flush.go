@@ -109,7 +109,8 @@ func (s *Server) runFlusher() {
 var errWouldBlock = errors.New("write would block")
 
 // flushOnce writes what c has queued without waiting for the socket. It
-// runs on a flusher worker, which owns c's writing until it hands it on.
+// runs on a flusher worker, or in SendNow's caller, which owns c's writing
+// until it hands it on.
 func (c *Conn) flushOnce() {
 	c.mu.Lock()
 	if len(c.queue) == 0 || c.state == stateDone {

@@ -39,7 +39,7 @@ type heldPush struct {
 	frame []byte
 }
 
-var _ hub.Subscriber = (*session)(nil)
+var _ hub.NowSender = (*session)(nil)
 
 // ID implements hub.Subscriber.
 func (s *session) ID() uint64 { return s.conn.ID() }
@@ -49,6 +49,17 @@ func (s *session) Encoder() hub.Encoder { return s.proto.enc }
 
 // Send implements hub.Subscriber.
 func (s *session) Send(m *wspush.Message, frame []byte) bool {
+	return s.send(m, frame, false)
+}
+
+// SendNow implements hub.NowSender.
+func (s *session) SendNow(m *wspush.Message, frame []byte) bool {
+	return s.send(m, frame, true)
+}
+
+// send queues frame, or holds it while m's channel is being subscribed
+// with a position; with now, it writes it at once if it can (ws.SendNow).
+func (s *session) send(m *wspush.Message, frame []byte, now bool) bool {
 	if s.nheld.Load() > 0 && !m.Broadcast {
 		s.heldMu.Lock()
 		if held, ok := s.held[m.Channel]; ok {
@@ -62,6 +73,9 @@ func (s *session) Send(m *wspush.Message, frame []byte) bool {
 			return true
 		}
 		s.heldMu.Unlock()
+	}
+	if now {
+		return s.conn.SendNow(frame)
 	}
 	return s.conn.Send(frame)
 }
