@@ -13,7 +13,11 @@
 // a 2-core machine serving keep-alive publishes, this cut the server's CPU
 // per publish by about a sixth (docs/performance.md).
 //
-// Use these functions only on file descriptors in non-blocking mode, such
-// as those that package net hands to a syscall.RawConn callback: a call
-// that blocked would hold its processor for as long as it blocked.
+// The calls are the socket ones (recvfrom, send, sendmsg), which skip the
+// file layer that read, write and writev go through, and with MSG_NOSIGNAL
+// a write to a peer that is gone fails with EPIPE without raising SIGPIPE.
+//
+// Use these functions only on sockets in non-blocking mode, such as those
+// that package net hands to a syscall.RawConn callback: a call that
+// blocked would hold its processor for as long as it blocked.
 package nbio

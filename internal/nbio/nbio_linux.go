@@ -6,24 +6,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Read reads into p from the non-blocking socket fd, with read(2). It
-// returns unix.EAGAIN when there is nothing to read.
+// Read reads into p from the non-blocking socket fd, with recvfrom(2). It
+// returns unix.EAGAIN when there is nothing to read, and 0 bytes without an
+// error at the end of the stream.
 func Read(fd uintptr, p []byte) (int, unix.Errno) {
-	return result(unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
+	return result(unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0))
 }
 
-// Write writes p to the non-blocking socket fd, with write(2). It may
-// write less than len(p), and returns unix.EAGAIN when the socket's send
-// buffer is full.
+// Write writes p to the non-blocking socket fd, with send(2). It may write
+// less than len(p), and returns unix.EAGAIN when the socket's send buffer
+// is full. A peer gone is unix.EPIPE, without a SIGPIPE.
 func Write(fd uintptr, p []byte) (int, unix.Errno) {
-	return result(unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
+	return result(unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0))
 }
 
 // Writev writes the buffers of iov, in order, to the non-blocking socket
-// fd with one writev(2). iov must not be empty and holds at most IOV_MAX
-// (1,024) entries. Like Write, it may write only part.
+// fd with one sendmsg(2). iov holds at most IOV_MAX (1,024) entries. Like
+// Write, it may write only part.
 func Writev(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
-	return result(unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov))))
+	var h unix.Msghdr
+	h.Iov = unsafe.SliceData(iov)
+	h.SetIovlen(len(iov))
+	return result(unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&h)), unix.MSG_NOSIGNAL))
 }
 
 func result(r, _ uintptr, errno unix.Errno) (int, unix.Errno) {
