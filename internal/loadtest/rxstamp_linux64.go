@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wspush/wspush/internal/nbio"
 )
 
 // stampedReader reads a TCP socket with recvmsg and SO_TIMESTAMPNS, so
@@ -16,7 +18,9 @@ import (
 // loopback, the moment the server's write reached the client's socket,
 // before the client's reader goroutine got a CPU. It reads through the
 // runtime's poller (syscall.RawConn), so deadlines and Close work as for
-// conn.Read, and it does not allocate.
+// conn.Read; it does not allocate, and its recvmsg is a raw system call
+// (package nbio), as the server's reads are, so that the client's reads
+// cost no more than they must.
 type stampedReader struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool // s.recv, bound once
@@ -60,14 +64,14 @@ func (s *stampedReader) read(p []byte) (int, int64, error) {
 }
 
 func (s *stampedReader) recv(fd uintptr) bool {
-	n, oobn, _, _, err := unix.Recvmsg(int(fd), s.p, s.oob[:], 0)
+	n, oobn, errno := nbio.Recvmsg(fd, s.p, s.oob[:])
 	switch {
-	case err == unix.EAGAIN:
+	case errno == unix.EAGAIN:
 		return false // not readable yet: the poller waits and calls again
-	case err == unix.EINTR:
+	case errno == unix.EINTR:
 		return false
-	case err != nil:
-		s.err = err
+	case errno != 0:
+		s.err = errno
 	case n == 0 && len(s.p) > 0:
 		s.err = io.EOF
 	default:

@@ -30,6 +30,30 @@ func Writev(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
 	return result(unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&h)), unix.MSG_NOSIGNAL))
 }
 
+// Recvmsg reads into p from the non-blocking socket fd with recvmsg(2),
+// and the control messages the socket has (such as receive timestamps)
+// into oob. It returns the bytes read into each; unix.EAGAIN when there is
+// nothing to read.
+func Recvmsg(fd uintptr, p, oob []byte) (n, oobn int, errno unix.Errno) {
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+	}
+	var h unix.Msghdr
+	h.Iov = &iov
+	h.SetIovlen(1)
+	if len(oob) > 0 {
+		h.Control = &oob[0]
+		h.SetControllen(len(oob))
+	}
+	n, errno = result(unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&h)), 0))
+	if errno != 0 {
+		return 0, 0, errno
+	}
+	return n, int(h.Controllen), 0
+}
+
 func result(r, _ uintptr, errno unix.Errno) (int, unix.Errno) {
 	if errno != 0 {
 		return 0, errno

@@ -104,3 +104,29 @@ func TestErrorsComeBackAsErrno(t *testing.T) {
 		t.Fatalf("Read of a bad descriptor = %d, %v; want 0, EBADF", n, errno)
 	}
 }
+
+// Recvmsg returns the data and the control messages: here the sender's
+// credentials, which a unix socket with SO_PASSCRED attaches.
+func TestRecvmsgReturnsControlMessages(t *testing.T) {
+	a, b := pair(t)
+	if err := unix.SetsockoptInt(int(b), unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, errno := Recvmsg(b, make([]byte, 8), make([]byte, 64)); n != 0 || errno != unix.EAGAIN {
+		t.Fatalf("Recvmsg of an empty socket = %d, %v; want 0, EAGAIN", n, errno)
+	}
+	Write(a, []byte("hi"))
+	p, oob := make([]byte, 8), make([]byte, 64)
+	n, oobn, errno := Recvmsg(b, p, oob)
+	if errno != 0 || string(p[:n]) != "hi" {
+		t.Fatalf("Recvmsg = %q, %v; want \"hi\"", p[:n], errno)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v (%v), want one", msgs, err)
+	}
+	cred, err := unix.ParseUnixCredentials(&msgs[0])
+	if err != nil || int(cred.Pid) != unix.Getpid() {
+		t.Fatalf("credentials %+v (%v), want this process's", cred, err)
+	}
+}
