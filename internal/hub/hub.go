@@ -32,8 +32,10 @@ type Subscriber interface {
 // small fan-outs, where waking a writer costs more than the write.
 type NowSender interface {
 	Subscriber
-	// SendNow is Send, but writes the frame before it returns unless a
-	// write to the subscriber is under way or its socket is full.
+	// SendNow is Send, but writes the frame before it returns when it
+	// can: not when a write to the subscriber is under way, nor when the
+	// subscriber cannot write at once at all (then SendNow is Send); what
+	// a full socket does not take is written later, as with Send.
 	SendNow(m *wspush.Message, frame []byte) bool
 }
 

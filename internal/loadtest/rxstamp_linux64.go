@@ -65,11 +65,12 @@ func (s *stampedReader) read(p []byte) (int, int64, error) {
 
 func (s *stampedReader) recv(fd uintptr) bool {
 	n, oobn, errno := nbio.Recvmsg(fd, s.p, s.oob[:])
+	for errno == unix.EINTR {
+		n, oobn, errno = nbio.Recvmsg(fd, s.p, s.oob[:])
+	}
 	switch {
 	case errno == unix.EAGAIN:
 		return false // not readable yet: the poller waits and calls again
-	case errno == unix.EINTR:
-		return false
 	case errno != 0:
 		s.err = errno
 	case n == 0 && len(s.p) > 0:

@@ -44,6 +44,7 @@ func TestStampedReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	warmRxStamps(t)
 	frame := serverFrame(true, opText, []byte(`{"type":"message","channel":"c","data":{"ts":1,"seq":1}}`))
 	const frames = 3000
 	done := make(chan error, 1)
@@ -105,4 +106,42 @@ func TestStampedReader(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// warmRxStamps waits until the kernel stamps received packets: the first
+// socket to ask for timestamps turns them on for the whole system
+// asynchronously, and until then every packet comes without one.
+func warmRxStamps(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	rx := newStampedReader(c)
+	if rx == nil {
+		t.Fatal("SO_TIMESTAMPNS not available")
+	}
+	b := make([]byte, 16)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, err := peer.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ts, err := rx.read(b); err != nil {
+			t.Fatal(err)
+		} else if ts != 0 {
+			return
+		}
+	}
+	t.Fatal("the kernel never stamped a received packet")
 }

@@ -1,3 +1,5 @@
+//go:build linux && !386 && !s390x
+
 package nbio
 
 import (
@@ -13,7 +15,7 @@ func Read(fd uintptr, p []byte) (int, unix.Errno) {
 	return result(unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0))
 }
 
-// Write writes p to the non-blocking socket fd, with send(2). It may write
+// Write writes p to the non-blocking socket fd, with sendto(2). It may write
 // less than len(p), and returns unix.EAGAIN when the socket's send buffer
 // is full. A peer gone is unix.EPIPE, without a SIGPIPE.
 func Write(fd uintptr, p []byte) (int, unix.Errno) {

@@ -98,7 +98,7 @@ func TestErrorsComeBackAsErrno(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, errno := Write(a, []byte("x")); errno != unix.EPIPE {
-		t.Fatalf("Write to a peer that shut down: %v; want EPIPE", errno)
+		t.Fatalf("Write to a peer that shut down: %v; want EPIPE", errno) // (Go ignores the SIGPIPE either way)
 	}
 	if n, errno := Read(^uintptr(0), make([]byte, 1)); n != 0 || errno != unix.EBADF {
 		t.Fatalf("Read of a bad descriptor = %d, %v; want 0, EBADF", n, errno)

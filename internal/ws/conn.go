@@ -83,11 +83,12 @@ func (c *Conn) Send(frame []byte) bool {
 // a writer, as with Send. For a message to one connection or a few, this
 // costs one write and saves waking a flusher worker, which then does the
 // same write; a large fan-out is better left to Send, whose writes batch
-// and spread over the workers.
+// and spread over the workers. On a connection that is not polled (see
+// Config.Goroutines) SendNow is Send.
 func (c *Conn) SendNow(frame []byte) bool {
 	queued, now := c.enqueue(frame, true)
 	if now {
-		c.flushOnce()
+		c.flushOnce(true)
 	}
 	return queued
 }

@@ -99,7 +99,7 @@ func (s *Server) runFlusher() {
 		// On an idle server this returns at once.
 		runtime.Gosched()
 		for i, c := range buf {
-			c.flushOnce()
+			c.flushOnce(false)
 			buf[i] = nil
 		}
 	}
@@ -109,9 +109,9 @@ func (s *Server) runFlusher() {
 var errWouldBlock = errors.New("write would block")
 
 // flushOnce writes what c has queued without waiting for the socket. It
-// runs on a flusher worker, or in SendNow's caller, which owns c's writing
-// until it hands it on.
-func (c *Conn) flushOnce() {
+// runs on a flusher worker, or in SendNow's caller (direct), which owns c's
+// writing until it hands it on.
+func (c *Conn) flushOnce(direct bool) {
 	c.mu.Lock()
 	if len(c.queue) == 0 || c.state == stateDone {
 		c.stopWritingLocked(nil)
@@ -125,6 +125,14 @@ func (c *Conn) flushOnce() {
 
 	rest, err := c.writev(batch, false)
 	switch {
+	case errors.Is(err, errWouldBlock) && direct:
+		// SendNow's caller holds no count of the server's WaitGroup, so
+		// it may not start a writer goroutine (Run could be returning):
+		// what is left goes back to the front of the queue, for a worker.
+		c.requeue(rest)
+		putBatch(batch)
+		c.srv.flush.push(c)
+		return
 	case errors.Is(err, errWouldBlock):
 		// The peer reads slower than we write: a goroutine of its own
 		// waits for the socket, and the workers go on with the others.
@@ -150,6 +158,20 @@ func (c *Conn) flushOnce() {
 	}
 	c.stopWritingLocked(batch)
 	c.mu.Unlock()
+}
+
+// requeue puts rest, the frames a write left, back before what was queued
+// since. c's writing stays owned.
+func (c *Conn) requeue(rest [][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := make([][]byte, 0, len(rest)+len(c.queue))
+	q = append(append(q, rest...), c.queue...)
+	putBatch(c.queue)
+	c.queue = q
+	for _, f := range rest {
+		c.queued += len(f)
+	}
 }
 
 // idleQueueCap bounds the queue storage an idle connection keeps.
