@@ -36,10 +36,3 @@ func Recvmsg(fd uintptr, p, oob []byte) (n, oobn int, errno unix.Errno) {
 	}
 	return n, oobn, 0
 }
-
-func result(r, _ uintptr, errno unix.Errno) (int, unix.Errno) {
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(r), 0
-}
