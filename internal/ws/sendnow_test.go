@@ -2,10 +2,8 @@ package ws
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // TestSendNowKeepsOrder mixes Send and SendNow from several goroutines:
@@ -46,39 +44,5 @@ func TestSendNowKeepsOrder(t *testing.T) {
 			next[g]++
 		}
 		wg.Wait()
-	})
-}
-
-// TestSendNowToFullSocket sends more than the socket buffers hold to a
-// client that reads nothing yet: SendNow returns without waiting for the
-// socket, and once the client reads, every byte arrives in order.
-func TestSendNowToFullSocket(t *testing.T) {
-	forEachMode(t, func(t *testing.T, cfg Config) {
-		cfg.QueueMaxBytes = 64 << 20
-		h := newHarness(t, cfg)
-		rc := dialRaw(t, h.addr, nil)
-		s := h.session(t)
-		const n, size = 300, 40 << 10 // 12 MB
-		sent := make(chan struct{})
-		go func() {
-			defer close(sent)
-			for i := range n {
-				if !s.c.SendNow(numberedFrame(i, size-i)) {
-					t.Errorf("SendNow %d failed", i)
-					return
-				}
-			}
-		}()
-		select {
-		case <-sent:
-		case <-time.After(waitTimeout):
-			t.Fatal("SendNow waited for a client that does not read")
-		}
-		for i := range n {
-			f := rc.mustReadFrame()
-			if frameNum(f.payload) != i || len(f.payload) != size-i || strings.Trim(string(f.payload[8:]), ".") != "" {
-				t.Fatalf("frame %d: number %d, %d bytes", i, frameNum(f.payload), len(f.payload))
-			}
-		}
 	})
 }

@@ -491,27 +491,47 @@ func testWriterBatching(t *testing.T, n int) {
 	}
 }
 
-// TestLargeBatch queues megabytes for a client that reads slowly: the
-// writer's partial writes resume where they stopped, byte for byte.
+// TestLargeBatch queues megabytes for a client that reads slowly, with Send
+// and with SendNow: neither waits for the socket, and the writers' partial
+// writes (SendNow's own first, then a worker's) resume where they stopped,
+// byte for byte.
 func TestLargeBatch(t *testing.T) {
-	forEachMode(t, func(t *testing.T, cfg Config) {
-		cfg.QueueMaxBytes = 64 << 20
-		h := newHarness(t, cfg)
-		rc := dialRaw(t, h.addr, nil)
-		s := h.session(t)
-		const n, size = 300, 40 << 10 // 12 MB: more than the socket buffers hold
-		for i := range n {
-			if !s.c.Send(numberedFrame(i, size-i)) { // uneven sizes: writes stop mid-frame
-				t.Fatalf("Send %d failed", i)
-			}
-		}
-		for i := range n {
-			f := rc.mustReadFrame()
-			if frameNum(f.payload) != i || len(f.payload) != size-i || strings.Trim(string(f.payload[8:]), ".") != "" {
-				t.Fatalf("frame %d: number %d, %d bytes", i, frameNum(f.payload), len(f.payload))
-			}
-		}
-	})
+	sends := map[string]func(c *Conn, frame []byte) bool{
+		"Send":    (*Conn).Send,
+		"SendNow": (*Conn).SendNow,
+	}
+	for name, send := range sends {
+		t.Run(name, func(t *testing.T) {
+			forEachMode(t, func(t *testing.T, cfg Config) {
+				cfg.QueueMaxBytes = 64 << 20
+				h := newHarness(t, cfg)
+				rc := dialRaw(t, h.addr, nil)
+				s := h.session(t)
+				const n, size = 300, 40 << 10 // 12 MB: more than the socket buffers hold
+				sent := make(chan struct{})
+				go func() {
+					defer close(sent)
+					for i := range n {
+						if !send(s.c, numberedFrame(i, size-i)) { // uneven sizes: writes stop mid-frame
+							t.Errorf("%s %d failed", name, i)
+							return
+						}
+					}
+				}()
+				select {
+				case <-sent:
+				case <-time.After(waitTimeout):
+					t.Fatalf("%s waited for a client that does not read", name)
+				}
+				for i := range n {
+					f := rc.mustReadFrame()
+					if frameNum(f.payload) != i || len(f.payload) != size-i || strings.Trim(string(f.payload[8:]), ".") != "" {
+						t.Fatalf("frame %d: number %d, %d bytes", i, frameNum(f.payload), len(f.payload))
+					}
+				}
+			})
+		})
+	}
 }
 
 // TestShutdown: every client gets the frames queued before Shutdown, then
