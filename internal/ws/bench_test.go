@@ -2,6 +2,7 @@ package ws
 
 import (
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -72,7 +73,7 @@ func BenchmarkFanoutWrite(b *testing.B) {
 		for _, n := range []int{1, 100, 1000} {
 			b.Run(mode.name+"/conns="+strconv.Itoa(n), func(b *testing.B) {
 				var writes, frames atomic.Int64
-				h := newHarness(b, Config{Goroutines: mode.goroutines, QueueMaxMessages: 1 << 30, QueueMaxBytes: 1 << 40},
+				h := newHarness(b, Config{Goroutines: mode.goroutines, QueueMaxMessages: 1 << 30, QueueMaxBytes: math.MaxInt},
 					withServer(func(s *Server) {
 						s.writeHook = func(f int) { writes.Add(1); frames.Add(int64(f)) }
 					}))
@@ -105,7 +106,7 @@ func BenchmarkFanoutWrite(b *testing.B) {
 // BenchmarkSend is the cost of queueing a frame on a connection whose
 // writer is busy: the fan-out path's part per subscriber.
 func BenchmarkSend(b *testing.B) {
-	h := newHarness(b, Config{QueueMaxMessages: 1 << 30, QueueMaxBytes: 1 << 40})
+	h := newHarness(b, Config{QueueMaxMessages: 1 << 30, QueueMaxBytes: math.MaxInt})
 	conns, clients, wg := benchConns(b, h, 1)
 	frame := AppendText(nil, make([]byte, 64))
 	b.ReportAllocs()

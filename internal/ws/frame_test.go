@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,7 +112,10 @@ func TestParseHeaderPrefixes(t *testing.T) {
 }
 
 func TestAppendHeaderRoundTrip(t *testing.T) {
-	lengths := []int{0, 1, 2, 125, 126, 127, 1000, 65534, 65535, 65536, 65537, 1 << 20, 1<<32 + 7, math.MaxInt64}
+	lengths := []int{0, 1, 2, 125, 126, 127, 1000, 65534, 65535, 65536, 65537, 1 << 20, math.MaxInt}
+	if over32 := uint64(1<<32 + 7); strconv.IntSize == 64 {
+		lengths = append(lengths, int(over32)) // a 64-bit length that is not all ones
+	}
 	for _, op := range []byte{opContinuation, opText, opBinary} {
 		for _, fin := range []bool{true, false} {
 			for _, l := range lengths {
@@ -144,7 +148,7 @@ func TestAppendHeaderRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	for l, want := range map[int]int{0: 2, 125: 2, 126: 4, 65535: 4, 65536: 10, 1 << 40: 10} {
+	for l, want := range map[int]int{0: 2, 125: 2, 126: 4, 65535: 4, 65536: 10, math.MaxInt: 10} {
 		if got := headerLen(l); got != want {
 			t.Errorf("headerLen(%d) = %d, want %d", l, got, want)
 		}
@@ -363,7 +367,7 @@ func runFeed(data []byte, chunk int, readLimit int) feedResult {
 	srv := NewServer(slog.New(slog.DiscardHandler), Config{
 		ReadLimit:        readLimit,
 		QueueMaxMessages: 1 << 30, // no overflow: the writer's speed must not matter
-		QueueMaxBytes:    1 << 40,
+		QueueMaxBytes:    math.MaxInt,
 	})
 	sink := &sinkConn{}
 	c := &Conn{srv: srv, nc: sink, fd: -1, id: 1}
