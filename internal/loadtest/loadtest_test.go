@@ -113,6 +113,15 @@ func TestFanoutSeed(t *testing.T) {
 	if k := r.KernelLatency; rxStampsSupported && (k == nil || k.Samples == 0 || k.P50 > r.Latency.P50) {
 		t.Fatalf("kernel latency %+v, client latency %+v", k, r.Latency)
 	}
+	if _, err := os.Stat("/proc/stat"); err == nil {
+		if m := r.Machine; m == nil || m.BusyPercent <= 0 || m.BusyPercent > 100 || m.StealPercent < 0 || m.StealPercent > 100 {
+			t.Fatalf("machine cpu %+v", m)
+		}
+		var text bytes.Buffer
+		if err := r.WriteText(&text); err != nil || !strings.Contains(text.String(), "steal") {
+			t.Fatalf("the summary has no machine line (%v):\n%s", err, text.String())
+		}
+	}
 	if !strings.Contains(progress.String(), "connecting") || !strings.Contains(progress.String(), "publishing") {
 		t.Fatalf("progress:\n%s", progress.String())
 	}

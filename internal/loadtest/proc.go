@@ -72,6 +72,58 @@ func parseStatCPU(stat []byte) (float64, error) {
 	return float64(utime+stime) / clockTicks, nil
 }
 
+// machineTimes is the machine's CPU time by state since boot, in clock
+// ticks summed over its CPUs, from the first line of /proc/stat.
+type machineTimes struct {
+	total, idle, steal uint64
+}
+
+// readMachineTimes reads /proc/stat; ok is false where there is none
+// (outside Linux) or it cannot be parsed.
+func readMachineTimes() (t machineTimes, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return t, false
+	}
+	return parseProcStat(b)
+}
+
+// parseProcStat parses the "cpu" line of /proc/stat: user, nice, system,
+// idle, iowait, irq, softirq and steal ticks (guest time is already in
+// user and nice, and is not added again).
+func parseProcStat(b []byte) (t machineTimes, ok bool) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return t, false
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return t, false
+		}
+		v[i] = n
+		t.total += n
+	}
+	t.idle, t.steal = v[3]+v[4], v[7]
+	return t, true
+}
+
+// machineStats is how the machine's CPU time went between before and after.
+func machineStats(before, after machineTimes) *MachineStats {
+	if after.total <= before.total {
+		return nil
+	}
+	total := float64(after.total - before.total)
+	idle := float64(after.idle - before.idle)
+	steal := float64(after.steal - before.steal)
+	return &MachineStats{
+		BusyPercent:  100 * (total - idle - steal) / total,
+		StealPercent: 100 * steal / total,
+	}
+}
+
 // metricsRSS reads process_resident_memory_bytes from a Prometheus endpoint.
 func metricsRSS(ctx context.Context, client *http.Client, url string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -22,6 +22,7 @@ type Report struct {
 	KernelLatency *LatencyStats  `json:"latency_kernel,omitempty"`
 	APILatency    *LatencyStats  `json:"api_latency,omitempty"` // publish call round trip
 	CPU           *CPUStats      `json:"server_cpu,omitempty"`
+	Machine       *MachineStats  `json:"machine_cpu,omitempty"` // Linux only
 	Disconnects   map[string]int `json:"disconnects,omitempty"` // connections lost during the run, by reason
 	Warnings      []string       `json:"warnings,omitempty"`
 	latency       *HistogramSnapshot
@@ -60,6 +61,18 @@ type MemoryStats struct {
 	PeakBytes    int64  `json:"peak_bytes,omitempty"` // VmHWM, with --pid
 	PerConnBytes int64  `json:"per_connection_bytes"` // (after - before) / connections held
 	Connections  int    `json:"connections"`          // held when sampled
+}
+
+// MachineStats is how the machine's CPUs spent the publish window and
+// the drain, every process included (the client's too, and the server's
+// when it runs on the same machine), from /proc/stat.
+type MachineStats struct {
+	BusyPercent float64 `json:"busy_percent"`
+	// StealPercent is the time a virtual machine's CPUs wanted to run
+	// while the hypervisor ran something else: on a shared VM, the other
+	// guests' load, which delays whatever was running and spreads the
+	// latency figures.
+	StealPercent float64 `json:"steal_percent"`
 }
 
 // PublishStats are the publisher's figures.

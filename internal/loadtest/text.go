@@ -61,6 +61,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "  server cpu  %.2f s over publish and drain: %s deliveries per cpu-second, %s publishes per cpu-second\n",
 			cpu.Seconds, si(cpu.DeliveriesPerCPUSecond), si(cpu.PublishesPerCPUSecond))
 	}
+	if m := r.Machine; m != nil {
+		fmt.Fprintf(&b, "  machine     cpu busy %.1f%%, steal %.1f%% over publish and drain (steal: the hypervisor ran other guests)\n",
+			m.BusyPercent, m.StealPercent)
+	}
 	writeCounts(&b, "  disconnect  ", r.Disconnects)
 	for _, wn := range r.Warnings {
 		b.WriteString("  WARNING     " + wn + "\n")
