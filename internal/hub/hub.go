@@ -45,6 +45,17 @@ type NowSender interface {
 // the cores.
 const DirectFanout = 4
 
+// A SerialBroker is a Broker that delivers every message from one
+// goroutine, such as the Redis broker's single subscriber connection. The
+// hub then writes no fan-out in the delivering goroutine, not even a small
+// one: there, the writes of every channel would wait behind each other on
+// one core, where queued they spread over the writers.
+type SerialBroker interface {
+	Broker
+	// SerialDelivery reports whether the broker delivers from one goroutine.
+	SerialDelivery() bool
+}
+
 // Encoder turns a message into the frame its protocol sends. The frame is
 // shared by every subscriber of the protocol and must not be modified.
 type Encoder interface {
@@ -72,6 +83,7 @@ const numShards = 64
 // broker in the order they happened.
 type Hub struct {
 	broker Broker
+	direct int // the largest fan-out sent with SendNow: DirectFanout, or 0 for a SerialBroker
 	seed   maphash.Seed
 	locks  [numShards]sync.Mutex
 	shards [numShards]shard
@@ -103,7 +115,10 @@ type connShard struct {
 // New returns an empty Hub that publishes through broker and declares
 // interest to it. The broker delivers to the hub's HandleMessage.
 func New(broker Broker) *Hub {
-	h := &Hub{broker: broker, seed: maphash.MakeSeed()}
+	h := &Hub{broker: broker, direct: DirectFanout, seed: maphash.MakeSeed()}
+	if sb, ok := broker.(SerialBroker); ok && sb.SerialDelivery() {
+		h.direct = 0
+	}
 	for i := range h.shards {
 		h.shards[i].rooms = map[string]*room{}
 		h.all[i].conns = map[Subscriber]struct{}{}
@@ -231,8 +246,9 @@ func (h *Hub) Subscribers(channel string) int {
 // HandleMessage delivers m to the local subscribers of its channel, or to
 // every local connection for a broadcast. It is the hub's side of the
 // Broker: it never blocks on a connection. A channel of up to DirectFanout
-// subscribers is written to in the caller's goroutine (see NowSender);
-// the frames of a larger one are queued for the writers.
+// subscribers is written to in the caller's goroutine (see NowSender),
+// unless the broker is a SerialBroker; the frames of a larger one are
+// queued for the writers.
 func (h *Hub) HandleMessage(m *wspush.Message) {
 	var frames frameCache
 	n := 0
@@ -251,7 +267,7 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 		sh := &h.shards[h.index(m.Channel)]
 		sh.mu.RLock()
 		if r := sh.rooms[m.Channel]; r != nil {
-			now := len(r.subs) <= DirectFanout
+			now := len(r.subs) <= h.direct
 			for _, s := range r.subs {
 				if send(s, m, frames.get(s.Encoder(), m), now) {
 					n++

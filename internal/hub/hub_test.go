@@ -449,6 +449,25 @@ func (s *nowSub) SendNow(m *wspush.Message, frame []byte) bool {
 	return s.fakeSub.Send(m, frame)
 }
 
+// serialBroker is a fake broker that delivers from one goroutine.
+type serialBroker struct{ *fakeBroker }
+
+func (serialBroker) SerialDelivery() bool { return true }
+
+// TestSerialBrokerQueuesSmallFanouts: with a broker that delivers from
+// one goroutine, even a channel of one subscriber is sent with Send, so
+// that its write does not hold up the broker's next deliveries.
+func TestSerialBrokerQueuesSmallFanouts(t *testing.T) {
+	h := hub.New(serialBroker{newFakeBroker()})
+	s := &nowSub{fakeSub: newSub(&countingEncoder{tag: "e"})}
+	h.Connect(s)
+	mustSubscribe(t, h, "solo", s)
+	h.HandleMessage(msg("solo", `1`))
+	if s.now.Load() != 0 || s.queued.Load() != 1 {
+		t.Fatalf("sent now %d times and queued %d, want queued once", s.now.Load(), s.queued.Load())
+	}
+}
+
 // TestSmallFanoutIsSentNow: the subscribers of a channel of up to
 // DirectFanout are sent with SendNow when they have it; a larger channel's,
 // and a broadcast's, with Send.

@@ -14,6 +14,7 @@ import (
 	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/broker/redis"
 	"github.com/wspush/wspush/internal/brokertest"
+	"github.com/wspush/wspush/internal/hub"
 	"github.com/wspush/wspush/internal/redistest"
 )
 
@@ -239,5 +240,15 @@ func TestCrashedNodePresenceExpires(t *testing.T) {
 	waitFor(t, 5*time.Second, "three TTLs", func() bool { return time.Since(start) > 3*ttl })
 	if p, _ := live.Presence(bg, "room"); p["stays"].ClientID != "stays" {
 		t.Fatal("the live node's entry expired: it was not refreshed")
+	}
+}
+
+// The broker delivers from one goroutine and tells the hub, which then
+// queues small fan-outs instead of writing them on that goroutine.
+var _ hub.SerialBroker = (*redis.Broker)(nil)
+
+func TestSerialDelivery(t *testing.T) {
+	if !(&redis.Broker{}).SerialDelivery() {
+		t.Fatal("the Redis broker does not report serial delivery")
 	}
 }

@@ -82,6 +82,12 @@ func (b *Broker) dropWaiter(key string, w chan struct{}) {
 	}
 }
 
+// SerialDelivery reports that the broker delivers every message from one
+// goroutine (Run's, reading the one subscriber connection), so that the
+// hub queues even small fan-outs for its writers (hub.SerialBroker)
+// instead of writing them on that goroutine.
+func (b *Broker) SerialDelivery() bool { return true }
+
 // deliver hands a PUB/SUB message to the handler. For a channel with
 // history it first reads from the history any message this node missed (a
 // gap in the offsets), and drops what it delivered already. It runs on
