@@ -33,17 +33,9 @@ func TestSendNowKeepsOrder(t *testing.T) {
 				}
 			})
 		}
-		next := make([]int, senders)
+		seq := senderSeq{t: t, next: make([]int, senders)}
 		for range senders * each {
-			f := rc.mustReadFrame()
-			var g, i int
-			if _, err := fmt.Sscanf(string(f.payload), "%d %d", &g, &i); f.op != opText || err != nil || g < 0 || g >= senders {
-				t.Fatalf("frame %q (op %#x)", f.payload, f.op)
-			}
-			if i != next[g] {
-				t.Fatalf("sender %d: frame %d arrived, want %d", g, i, next[g])
-			}
-			next[g]++
+			seq.check(rc.mustReadFrame())
 		}
 		wg.Wait()
 	})
@@ -73,19 +65,9 @@ func TestSendNowRacesClose(t *testing.T) {
 				}
 			})
 		}
-		next := make([]int, senders) // the frame number expected from each sender
-		read := func(f serverFrame) {
-			var g, i int
-			if _, err := fmt.Sscanf(string(f.payload), "%d %d", &g, &i); f.op != opText || err != nil || g < 0 || g >= senders {
-				t.Fatalf("frame %q (op %#x)", f.payload, f.op)
-			}
-			if i != next[g] {
-				t.Fatalf("sender %d: frame %d arrived, want %d", g, i, next[g])
-			}
-			next[g]++
-		}
+		seq := senderSeq{t: t, next: make([]int, senders)}
 		// Close once frames are flowing, while the senders still run.
-		read(rc.mustReadFrame())
+		seq.check(rc.mustReadFrame())
 		s.c.Close(CloseNormal, "bye")
 		wg.Wait()
 		if s.c.SendNow(AppendText(nil, []byte("late"))) {
@@ -99,17 +81,36 @@ func TestSendNowRacesClose(t *testing.T) {
 				}
 				break
 			}
-			read(f)
+			seq.check(f)
 		}
 		if accepted[0]+accepted[1]+accepted[2]+accepted[3] == senders*most {
 			t.Fatal("the senders finished before Close: nothing raced")
 		}
 		for g := range senders {
-			if next[g] != accepted[g] {
-				t.Errorf("sender %d: %d frames arrived before the close frame, SendNow accepted %d", g, next[g], accepted[g])
+			if seq.next[g] != accepted[g] {
+				t.Errorf("sender %d: %d frames arrived before the close frame, SendNow accepted %d", g, seq.next[g], accepted[g])
 			}
 		}
 		rc.writeFrame(true, opClose, closePayload(CloseNormal, ""))
 		rc.expectEOF()
 	})
+}
+
+// senderSeq checks text frames "G N" from several senders: each sender's
+// numbers arrive in order from 0, with none missing.
+type senderSeq struct {
+	t    *testing.T
+	next []int // the number expected next from each sender
+}
+
+func (q *senderSeq) check(f serverFrame) {
+	q.t.Helper()
+	var g, i int
+	if _, err := fmt.Sscanf(string(f.payload), "%d %d", &g, &i); f.op != opText || err != nil || g < 0 || g >= len(q.next) {
+		q.t.Fatalf("frame %q (op %#x)", f.payload, f.op)
+	}
+	if i != q.next[g] {
+		q.t.Fatalf("sender %d: frame %d arrived, want %d", g, i, q.next[g])
+	}
+	q.next[g]++
 }
