@@ -235,6 +235,64 @@ func TestErrorRepliesKeepConnectionOpen(t *testing.T) {
 	}
 }
 
+// TestNoPushAfterUnsubscribeReply unsubscribes while the channel is being
+// published to without pause: its pushes arrive before the unsubscribe's
+// reply and none after it, in each of several rounds.
+func TestNoPushAfterUnsubscribeReply(t *testing.T) {
+	s := startServer(t)
+	api := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer api.CloseIdleConnections()
+	for round := range 50 {
+		ch, marker := fmt.Sprintf("live%d", round), fmt.Sprintf("marker%d", round)
+		c := dial(t, s.WS, nil)
+		c.subscribe(ch)
+		c.subscribe(marker)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+		defer stopPublishers() // also when the test fails, before it ends
+		for range 4 { // publishers, so that publishes are under way at any moment
+			wg.Go(func() {
+				body := `{"channel":"` + ch + `","data":1}`
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := api.Post(s.URL+"/api/publish", "application/json", strings.NewReader(body))
+					if err != nil {
+						t.Errorf("publish: %v", err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+		if f := c.next(); f.Type != "message" || f.Channel != ch {
+			t.Fatalf("first frame %+v, want a message of %s", f, ch)
+		}
+		c.send(`{"id":77,"op":"unsubscribe","channel":"` + ch + `"}`)
+		for f := c.next(); f.Type != "reply" || f.ID == nil || *f.ID != 77; f = c.next() {
+			if f.Type != "message" || f.Channel != ch {
+				t.Fatalf("before the unsubscribe reply: %+v", f)
+			}
+		}
+		// Publishing goes on a little past the reply (a ping's round
+		// trip); then a marker ends what there is to read.
+		c.send(`{"id":78,"op":"ping"}`)
+		for f := c.next(); f.Type != "reply" || f.ID == nil || *f.ID != 78; f = c.next() {
+			t.Fatalf("round %d: after the unsubscribe reply: %+v", round, f)
+		}
+		stopPublishers()
+		publishJSON(t, s, marker, `"end"`)
+		for f := c.next(); f.Channel != marker; f = c.next() {
+			t.Fatalf("round %d: after the unsubscribe reply: %+v", round, f)
+		}
+	}
+}
+
 func TestOversizedFrameCloses1009(t *testing.T) {
 	s := startServer(t, "--max-frame-size", "1KiB")
 	c, other := dial(t, s.WS, nil), dial(t, s.WS, nil)

@@ -883,3 +883,63 @@ func TestInterestCallsSerialized(t *testing.T) {
 		t.Fatalf("broker contract broken: %v", b.violations)
 	}
 }
+
+// gateSub counts what it is sent after gone is set.
+type gateSub struct {
+	id   uint64
+	enc  hub.Encoder
+	gone atomic.Bool
+	late atomic.Int64
+}
+
+func (s *gateSub) ID() uint64           { return s.id }
+func (s *gateSub) Encoder() hub.Encoder { return s.enc }
+func (s *gateSub) Send(*wspush.Message, []byte) bool {
+	if s.gone.Load() {
+		s.late.Add(1)
+	}
+	return true
+}
+func (s *gateSub) SendNow(m *wspush.Message, frame []byte) bool { return s.Send(m, frame) }
+
+// TestNoSendAfterUnsubscribe: once Unsubscribe has returned, deliveries
+// already under way send nothing more to the subscriber, in small
+// fan-outs (SendNow) and large ones. This is what keeps a push from
+// following the reply to an unsubscribe.
+func TestNoSendAfterUnsubscribe(t *testing.T) {
+	for _, size := range []int{hub.DirectFanout, hub.DirectFanout + 2} {
+		t.Run(fmt.Sprintf("channel of %d", size), func(t *testing.T) {
+			h := hub.New(newFakeBroker())
+			enc := &countingEncoder{tag: "e"}
+			for i := range size - 1 { // stay subscribed: the channel lives on
+				mustSubscribe(t, h, "c", &gateSub{id: uint64(i + 1), enc: enc})
+			}
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for !stop.Load() {
+						h.HandleMessage(msg("c", `1`))
+					}
+				})
+			}
+			gone := make([]*gateSub, 5000)
+			for i := range gone {
+				s := &gateSub{id: uint64(1000 + i), enc: enc}
+				mustSubscribe(t, h, "c", s)
+				mustUnsubscribe(t, h, "c", s)
+				s.gone.Store(true)
+				gone[i] = s
+			}
+			stop.Store(true)
+			wg.Wait()
+			var late int64
+			for _, s := range gone {
+				late += s.late.Load()
+			}
+			if late > 0 {
+				t.Fatalf("%d sends after Unsubscribe returned", late)
+			}
+		})
+	}
+}
