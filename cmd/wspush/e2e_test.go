@@ -251,7 +251,8 @@ func TestNoPushAfterUnsubscribeReply(t *testing.T) {
 		var wg sync.WaitGroup
 		stopPublishers := sync.OnceFunc(func() { close(stop); wg.Wait() })
 		defer stopPublishers() // also when the test fails, before it ends
-		for range 4 { // publishers, so that publishes are under way at any moment
+		// Four publishers, so that publishes are under way at any moment.
+		for range 4 {
 			wg.Go(func() {
 				body := `{"channel":"` + ch + `","data":1}`
 				for {
