@@ -116,8 +116,9 @@ func machineStats(before, after machineTimes) *MachineStats {
 		return nil
 	}
 	total := float64(after.total - before.total)
-	idle := float64(after.idle - before.idle)
-	steal := float64(after.steal - before.steal)
+	// iowait, counted as idle, may go backwards on some kernels.
+	idle := min(max(float64(after.idle)-float64(before.idle), 0), total)
+	steal := min(max(float64(after.steal)-float64(before.steal), 0), total-idle)
 	return &MachineStats{
 		BusyPercent:  100 * (total - idle - steal) / total,
 		StealPercent: 100 * steal / total,

@@ -62,6 +62,12 @@ func TestMachineStats(t *testing.T) {
 	if machineStats(after, before) != nil || machineStats(after, after) != nil {
 		t.Error("stats over an empty or backward interval")
 	}
+	// iowait going backwards (it may) does not make idle time negative.
+	// Over the interval: idle +0, iowait -5, 125 in all, 30 of it steal.
+	back, _ := parseProcStat([]byte("cpu  160 0 80 800 5 0 30 50 9 0\n"))
+	if m := machineStats(before, back); m == nil || m.BusyPercent != 76 || m.StealPercent != 24 {
+		t.Errorf("stats with iowait going back: %+v", m)
+	}
 	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 3", "cpu 1 2 3 4 5 6 7 x 9"} {
 		if _, ok := parseProcStat([]byte(bad)); ok {
 			t.Errorf("parseProcStat(%q) accepted it", bad)
