@@ -230,7 +230,7 @@ func serverCPU(pid int) (float64, error) {
 
 // stealWarning is the steal, in percent of the machine's CPU time, from
 // which a run's figures are flagged. On a 2-core VM, scenario D's p99 was
-// 8.8-11.2 ms in runs under 0.3% steal, 12.2-20 ms with 1-3%, and 23-43
+// 8.8-11.2 ms in runs under 0.3% steal, 12.2-20 ms with 1-3%, and 17.6-43
 // ms over 3% (BENCHMARKS.md).
 const stealWarning = 1.0
 
