@@ -266,10 +266,15 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 	} else {
 		sh := &h.shards[h.index(m.Channel)]
 		sh.mu.RLock()
-		if r := sh.rooms[m.Channel]; r != nil {
-			now := len(r.subs) <= h.direct
+		if r := sh.rooms[m.Channel]; r != nil && len(r.subs) <= h.direct {
 			for _, s := range r.subs {
-				if send(s, m, frames.get(s.Encoder(), m), now) {
+				if sendNow(s, m, frames.get(s.Encoder(), m)) {
+					n++
+				}
+			}
+		} else if r != nil {
+			for _, s := range r.subs {
+				if s.Send(m, frames.get(s.Encoder(), m)) {
 					n++
 				}
 			}
@@ -281,9 +286,9 @@ func (h *Hub) HandleMessage(m *wspush.Message) {
 	}
 }
 
-// send gives s its frame of m: with now, written at once if s can.
-func send(s Subscriber, m *wspush.Message, frame []byte, now bool) bool {
-	if ns, ok := s.(NowSender); ok && now {
+// sendNow gives s its frame of m, written at once if s can.
+func sendNow(s Subscriber, m *wspush.Message, frame []byte) bool {
+	if ns, ok := s.(NowSender); ok {
 		return ns.SendNow(m, frame)
 	}
 	return s.Send(m, frame)
