@@ -158,7 +158,12 @@ func (h *Hub) Disconnect(s Subscriber) {
 
 // Subscribe adds s to channel's subscribers. The first local subscriber of
 // a channel makes the hub declare interest to the broker; if that fails,
-// nothing changes and the error is returned. Subscribing twice is a no-op.
+// s is removed again and the error is returned. s is added before the
+// broker is asked, so that no message the broker delivers once its
+// subscription is live can miss s; as a result, s may be sent messages of
+// channel while the call runs, even if it then fails (the native protocol
+// holds them until the outcome, and drops them on failure). Subscribing
+// twice is a no-op.
 func (h *Hub) Subscribe(ctx context.Context, channel string, s Subscriber) error {
 	i := h.index(channel)
 	h.locks[i].Lock()

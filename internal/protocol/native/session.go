@@ -119,11 +119,29 @@ func (s *session) release(ch string, after uint64, frames ...[]byte) {
 	s.nheld.Add(-1)
 }
 
+// discard stops holding the pushes of ch and drops those held: the
+// subscription they came through failed, and the client, told so, must not
+// get pushes of a channel it is not subscribed to.
+func (s *session) discard(ch string) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if _, ok := s.held[ch]; !ok {
+		return
+	}
+	delete(s.held, ch)
+	if len(s.held) == 0 {
+		s.held = nil
+	}
+	s.nheld.Add(-1)
+}
+
 // join subscribes the session to ch, holding its pushes until release.
 func (s *session) join(ctx context.Context, ch string, opts wspush.ChannelOptions) error {
 	s.hold(ch)
 	if err := s.proto.hub.Subscribe(ctx, ch, s); err != nil {
-		s.release(ch, 0)
+		// The hub may have delivered to s while the broker was asked;
+		// those pushes are held, and go with the failed subscription.
+		s.discard(ch)
 		s.proto.logger.Warn("subscribe failed", "channel", ch, "err", err)
 		return wspush.Errorf(wspush.ErrUnavailable, "subscribe "+ch+" failed: broker unavailable, retry")
 	}
