@@ -349,7 +349,10 @@ func TestAPIKey(t *testing.T) {
 	for _, tt := range []struct {
 		auth string
 		want int
-	}{{"", 401}, {"Bearer wrong", 401}, {"Basic czNjcmV0", 401}, {"Bearer s3cret", 200}} {
+	}{
+		{"", 401}, {"Bearer wrong", 401}, {"Basic czNjcmV0", 401}, {"Bearers3cret", 401}, {"Bearer", 401},
+		{"Bearer s3cret", 200}, {"bearer s3cret", 200}, {"BEARER  s3cret", 200}, // the scheme is case-insensitive
+	} {
 		h := http.Header{}
 		if tt.auth != "" {
 			h.Set("Authorization", tt.auth)

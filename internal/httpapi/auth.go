@@ -24,8 +24,8 @@ func requireAPIKey(key string) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+			got, ok := bearerToken(r.Header.Get("Authorization"))
+			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="wspush"`)
 				if !ok {
 					writeError(w, wspush.Errorf(wspush.ErrUnauthorized, "missing API key: send Authorization: Bearer <key>"))
@@ -37,6 +37,16 @@ func requireAPIKey(key string) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// bearerToken returns the credentials of an Authorization value of the
+// Bearer scheme, whose name is case-insensitive (RFC 9110, section 11.1).
+func bearerToken(auth string) (string, bool) {
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }
 
 func isLoopback(remoteAddr string) bool {

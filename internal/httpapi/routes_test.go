@@ -75,6 +75,8 @@ func TestPublishHandlerAnswersAsTheRouter(t *testing.T) {
 		{"/api/publish", "text/plain", key, `{"channel":"news","data":1}`},
 		{"/api/publish", "application/json", "", `{"channel":"news","data":1}`},
 		{"/api/publish", "application/json", "Bearer nope", `{"channel":"news","data":1}`},
+		{"/api/publish", "application/json", "bearer k", `{"channel":"news","data":1}`},
+		{"/api/publish", "application/json", "Basic k", `{"channel":"news","data":1}`},
 		{"/api/publish/news", "text/plain", key, "hello"},
 		{"/api/publish/news", "application/json", key, `{"a":`},
 		{"/api/publish/bad$$name!", "text/plain", key, "x"},
@@ -97,6 +99,25 @@ func TestPublishHandlerAnswersAsTheRouter(t *testing.T) {
 		gotBody := offsets.ReplaceAllString(got.Body.String(), `"offset":N`)
 		if got.Code != want.Code || gotBody != wantBody || got.Header().Get("WWW-Authenticate") != want.Header().Get("WWW-Authenticate") {
 			t.Errorf("POST %s %q: direct %d %q, router %d %q", tc.path, tc.body, got.Code, got.Body, want.Code, want.Body)
+		}
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct {
+		auth, token string
+		ok          bool
+	}{
+		{"Bearer k", "k", true},
+		{"bearer k", "k", true},
+		{"BEARER  k ", "k", true},
+		{"Bearer", "", false},
+		{"Bearerk", "", false},
+		{"Basic k", "", false},
+		{"", "", false},
+	} {
+		if token, ok := bearerToken(tc.auth); token != tc.token || ok != tc.ok {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tc.auth, token, ok, tc.token, tc.ok)
 		}
 	}
 }
