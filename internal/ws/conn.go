@@ -54,6 +54,7 @@ type Conn struct {
 	mu            sync.Mutex
 	queue         [][]byte // frames not yet taken by the writer
 	queued        int      // bytes in queue
+	begun         bool     // queue[0] is what a write left of a frame: it must go out, whole, before anything else
 	writing       bool     // the flusher pool or a writer goroutine owns the writes
 	state         connState
 	closeDeadline int64 // UnixNano after which a connection whose close frame is out is aborted
@@ -139,9 +140,18 @@ func (c *Conn) Close(code int, reason string) {
 	c.state = stateClosing
 	c.closeCode = code
 	if code == CloseSlowConsumer {
-		clear(c.queue)
-		c.queue = c.queue[:0]
+		// Drop what waits, except the rest of a frame whose start is on
+		// the wire: without it the close frame would land inside it.
+		keep := 0
+		if c.begun {
+			keep = 1
+		}
+		clear(c.queue[keep:])
+		c.queue = c.queue[:keep]
 		c.queued = 0
+		for _, f := range c.queue {
+			c.queued += len(f)
+		}
 	}
 	c.queue = append(c.queue, closeFrame(code, reason))
 	c.startWriterLocked()
@@ -190,7 +200,7 @@ func (c *Conn) writeLoop(batch, rest [][]byte, closing bool) {
 			batch = getBatch()
 		}
 		batch, c.queue = c.queue, batch
-		c.queued = 0
+		c.queued, c.begun = 0, false
 		closing = c.state == stateClosing // then the close frame ends this batch
 		c.mu.Unlock()
 		rest = batch

@@ -119,7 +119,7 @@ func (c *Conn) flushOnce(direct bool) {
 		return
 	}
 	batch := c.queue
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.begun = nil, 0, false
 	closing := c.state == stateClosing
 	c.mu.Unlock()
 
@@ -161,7 +161,8 @@ func (c *Conn) flushOnce(direct bool) {
 }
 
 // requeue puts rest, the frames a write left, back before what was queued
-// since. c's writing stays owned.
+// since. Its first frame may be the rest of one the write began (begun).
+// c's writing stays owned.
 func (c *Conn) requeue(rest [][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -169,6 +170,7 @@ func (c *Conn) requeue(rest [][]byte) {
 	q = append(append(q, rest...), c.queue...)
 	putBatch(c.queue)
 	c.queue = q
+	c.begun = true
 	for _, f := range rest {
 		c.queued += len(f)
 	}

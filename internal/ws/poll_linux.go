@@ -114,7 +114,11 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 		return nil, c.writeBuffers(frames)
 	}
 	if wait {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		// The deadline is renewed before every write below, so that it
+		// bounds a write that makes no progress, not the whole queue;
+		// and it is cleared after, or the flusher's non-blocking writes
+		// would fail on it once it had passed.
+		defer func() { _ = c.nc.SetWriteDeadline(time.Time{}) }()
 	}
 	w := writers.Get().(*vectorWriter)
 	w.wait = wait
@@ -122,6 +126,7 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 	defer func() { clear(w.iov[:used]); w.iov = w.iov[:0]; writers.Put(w) }()
 	for len(frames) > 0 {
 		w.iov = w.iov[:0]
+		size := 0 // bytes in w.iov
 		for _, f := range frames {
 			if len(w.iov) == maxIovecs {
 				break
@@ -130,6 +135,7 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 				v := unix.Iovec{Base: &f[0]}
 				v.SetLen(len(f))
 				w.iov = append(w.iov, v)
+				size += len(f)
 			}
 		}
 		used = max(used, len(w.iov))
@@ -138,6 +144,9 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 		}
 		if c.srv.writeHook != nil {
 			c.srv.writeHook(len(w.iov))
+		}
+		if wait {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		}
 		err := c.rc.Write(w.fn)
 		switch {
@@ -149,7 +158,7 @@ func (c *Conn) writev(frames [][]byte, wait bool) ([][]byte, error) {
 			return frames, w.errno
 		}
 		frames = consume(frames, w.n)
-		if len(frames) > 0 && !wait {
+		if w.n < size && !wait {
 			return frames, errWouldBlock // a short write: the socket is full
 		}
 	}

@@ -268,6 +268,10 @@ func (c *Conn) readLoop() {
 	for {
 		n, err := c.nc.Read(buf)
 		c.readMu.Lock()
+		if c.torn { // torn down meanwhile (Run's end): the session is closed
+			c.readMu.Unlock()
+			return
+		}
 		if n > 0 {
 			c.lastRead.Store(time.Now().UnixNano())
 			c.feed(buf[:n])
