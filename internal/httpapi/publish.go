@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wspush/wspush"
@@ -46,7 +47,7 @@ func writeOK(w http.ResponseWriter) {
 // {"channel":"c","data":...} or {"channels":["a","b"],"data":...}.
 func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, err := decodePublish(w, r, cfg.MaxPublishSize)
+		req, err := decodePublish(w, r, cfg.MaxPublishSize, cfg.BodyTimeout)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -123,7 +124,7 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 			writeError(w, err)
 			return
 		}
-		body, err := readBody(w, r, cfg.MaxPublishSize)
+		body, err := readBody(w, r, cfg.MaxPublishSize, cfg.BodyTimeout)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -165,7 +166,7 @@ type broadcastRequest struct {
 func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req broadcastRequest
-		err := decodeJSONBody(w, r, cfg.MaxPublishSize, func(key string, v []byte) (bool, error) {
+		err := decodeJSONBody(w, r, cfg.MaxPublishSize, cfg.BodyTimeout, func(key string, v []byte) (bool, error) {
 			if key == "data" {
 				req.Data = v
 				return true, nil
@@ -219,13 +220,36 @@ func isJSON(r *http.Request) bool {
 	return err == nil && mt == "application/json"
 }
 
-// readBody reads the body, at most limit bytes (413 above), into one
-// allocation when the request says its length.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads the body, at most limit bytes (413 above), within timeout
+// (400 after). A body that says its length, up to eagerBody bytes, is read
+// into one allocation; a longer one grows as its bytes arrive, so that a
+// head alone does not reserve the memory. When it fails, the answer closes
+// the connection: net/http would otherwise wait for the rest of the body
+// before answering, to keep the connection.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	body, err := readBodyOnce(w, r, limit, timeout)
+	if err != nil {
+		w.Header().Set("Connection", "close")
+	}
+	return body, err
+}
+
+func readBodyOnce(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, wspush.Errorf(wspush.ErrTooLarge, "body too large: at most "+strconv.FormatInt(limit, 10)+" bytes")
 	}
-	if r.ContentLength >= 0 {
+	// net/http bounds the head's arrival, not the body's. Writers that
+	// cannot set a deadline (the direct path's) bound the request already.
+	deadline := setReadDeadline(w, time.Now().Add(timeout))
+	body, err := readAll(w, r, limit)
+	if deadline && err == nil {
+		setReadDeadline(w, time.Time{}) // net/http's own from here
+	}
+	return body, err
+}
+
+func readAll(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength >= 0 && r.ContentLength <= eagerBody {
 		// net/http's body reader holds the request to its Content-Length.
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
@@ -234,9 +258,6 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return body, nil
 	}
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	body := buf.Bytes()
 	var tooBig *http.MaxBytesError
@@ -249,14 +270,34 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
+// eagerBody is the largest body read into an allocation made before its
+// bytes arrive.
+const eagerBody = 16 << 10
+
+// setReadDeadline sets the read deadline of w's connection, as
+// http.ResponseController does, without allocating the controller. It
+// reports false when w cannot.
+func setReadDeadline(w http.ResponseWriter, t time.Time) bool {
+	for {
+		switch v := w.(type) {
+		case interface{ SetReadDeadline(time.Time) error }:
+			return v.SetReadDeadline(t) == nil
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
 // decodeJSONBody reads a JSON object body, calling field for each of its
 // members: Content-Type must be application/json (415), the body at most
 // limit bytes (413), the JSON valid and every field known (400).
-func decodeJSONBody(w http.ResponseWriter, r *http.Request, limit int64, field func(key string, value []byte) (bool, error)) error {
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration, field func(key string, value []byte) (bool, error)) error {
 	if !isJSON(r) {
 		return &statusError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
 	}
-	body, err := readBody(w, r, limit)
+	body, err := readBody(w, r, limit, timeout)
 	if err != nil {
 		return err
 	}
@@ -265,9 +306,9 @@ func decodeJSONBody(w http.ResponseWriter, r *http.Request, limit int64, field f
 
 // decodePublish reads the body of POST /api/publish. Data is a slice of the
 // body, which is never reused.
-func decodePublish(w http.ResponseWriter, r *http.Request, limit int64) (publishRequest, error) {
+func decodePublish(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) (publishRequest, error) {
 	var req publishRequest
-	err := decodeJSONBody(w, r, limit, func(key string, v []byte) (bool, error) {
+	err := decodeJSONBody(w, r, limit, timeout, func(key string, v []byte) (bool, error) {
 		var err error
 		switch key {
 		case "channel":

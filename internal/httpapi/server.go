@@ -6,6 +6,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/hub"
@@ -17,6 +18,10 @@ import (
 // WebSocket read limit, so what the API accepts a client could send too.
 const DefaultMaxPublishSize = 64 << 10
 
+// DefaultBodyTimeout bounds a request body's arrival: the same as the
+// server's bound on a request head's.
+const DefaultBodyTimeout = 10 * time.Second
+
 // Config holds the HTTP API's settings.
 type Config struct {
 	// APIKey, when set, is required as "Authorization: Bearer <key>" on
@@ -24,6 +29,10 @@ type Config struct {
 	APIKey string
 	// MaxPublishSize bounds a publish body, in bytes (413 above).
 	MaxPublishSize int64
+	// BodyTimeout bounds the time a request's body takes to arrive, once
+	// its head has (DefaultBodyTimeout when zero). The direct publish path
+	// has its own deadline, for the whole request.
+	BodyTimeout time.Duration
 	// MaxChannelLength bounds channel names, in bytes.
 	MaxChannelLength int
 	// Namespaces resolves channels to their namespace.
@@ -77,6 +86,9 @@ func NewPublishHandler(cfg Config, h *hub.Hub) http.Handler {
 func (cfg *Config) setDefaults() {
 	if cfg.MaxPublishSize <= 0 {
 		cfg.MaxPublishSize = DefaultMaxPublishSize
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.MaxChannelLength <= 0 || cfg.MaxChannelLength > wspush.MaxChannelLength {
 		cfg.MaxChannelLength = wspush.MaxChannelLength
