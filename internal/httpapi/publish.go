@@ -240,10 +240,13 @@ func readBodyOnce(w http.ResponseWriter, r *http.Request, limit int64, timeout t
 	}
 	// net/http bounds the head's arrival, not the body's. Writers that
 	// cannot set a deadline (the direct path's) bound the request already.
-	deadline := setReadDeadline(w, time.Now().Add(timeout))
+	d := readDeadliner(w)
+	if d != nil {
+		_ = d.SetReadDeadline(time.Now().Add(timeout))
+	}
 	body, err := readAll(w, r, limit)
-	if deadline && err == nil {
-		setReadDeadline(w, time.Time{}) // net/http's own from here
+	if d != nil && err == nil {
+		_ = d.SetReadDeadline(time.Time{}) // net/http's own from here
 	}
 	return body, err
 }
@@ -274,18 +277,17 @@ func readAll(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error
 // bytes arrive.
 const eagerBody = 16 << 10
 
-// setReadDeadline sets the read deadline of w's connection, as
-// http.ResponseController does, without allocating the controller. It
-// reports false when w cannot.
-func setReadDeadline(w http.ResponseWriter, t time.Time) bool {
+// readDeadliner returns what sets the read deadline of w's connection, as
+// http.ResponseController finds it (without allocating one), or nil.
+func readDeadliner(w http.ResponseWriter) interface{ SetReadDeadline(time.Time) error } {
 	for {
 		switch v := w.(type) {
 		case interface{ SetReadDeadline(time.Time) error }:
-			return v.SetReadDeadline(t) == nil
+			return v
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = v.Unwrap()
 		default:
-			return false
+			return nil
 		}
 	}
 }
