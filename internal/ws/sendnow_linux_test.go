@@ -8,12 +8,16 @@ import (
 )
 
 // inSendNow reports whether the calling goroutine is inside Conn.SendNow.
-func inSendNow() bool {
+func inSendNow() bool { return calledFrom(".(*Conn).SendNow") }
+
+// calledFrom reports whether a function whose name ends with suffix is on
+// the calling goroutine's stack.
+func calledFrom(suffix string) bool {
 	pcs := make([]uintptr, 64)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
 	for {
 		f, more := frames.Next()
-		if strings.HasSuffix(f.Function, ".(*Conn).SendNow") {
+		if strings.HasSuffix(f.Function, suffix) {
 			return true
 		}
 		if !more {

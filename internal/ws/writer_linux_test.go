@@ -3,7 +3,6 @@ package ws
 import (
 	"bytes"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,19 +11,7 @@ import (
 
 // inWriteLoop reports whether the calling goroutine is a writer goroutine
 // (Conn.writeLoop), which waits for a full socket.
-func inWriteLoop() bool {
-	pcs := make([]uintptr, 64)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
-	for {
-		f, more := frames.Next()
-		if strings.HasSuffix(f.Function, ".(*Conn).writeLoop") {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
-}
+func inWriteLoop() bool { return calledFrom(".(*Conn).writeLoop") }
 
 // workerGate blocks the flusher workers in the write hook while it is
 // shut, so that frames pile up in a connection's queue.
