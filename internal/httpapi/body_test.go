@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/internal/broker/memory"
 	"github.com/wspush/wspush/internal/hub"
 	"github.com/wspush/wspush/internal/protocol/native"
@@ -98,5 +99,40 @@ func TestBodySizes(t *testing.T) {
 	}
 	if code, answer := post(`{"channel":"news","data":1}`, 40000); code == http.StatusOK {
 		t.Errorf("a body shorter than its Content-Length: %d %s", code, answer)
+	}
+}
+
+// failingBroker accepts its first ok publishes, then refuses.
+type failingBroker struct{ ok int }
+
+func (b *failingBroker) Publish(context.Context, *wspush.Message, wspush.PublishOptions) (wspush.StreamPosition, error) {
+	if b.ok == 0 {
+		return wspush.StreamPosition{}, wspush.Errorf(wspush.ErrUnavailable, "down")
+	}
+	b.ok--
+	return wspush.StreamPosition{}, nil
+}
+func (b *failingBroker) Subscribe(context.Context, string) error   { return nil }
+func (b *failingBroker) Unsubscribe(context.Context, string) error { return nil }
+
+// TestPublishFailingPartway: a publish to several channels that the broker
+// refuses partway answers 503 and names the channels that have the message.
+func TestPublishFailingPartway(t *testing.T) {
+	for _, tc := range []struct {
+		ok   int
+		want string
+	}{
+		{0, `"message":"down"`}, // the broker's own error: nothing went out
+		{2, "after the message went to a, b: retry the other channels"},
+	} {
+		handler := NewPublishHandler(Config{}, hub.New(&failingBroker{ok: tc.ok}))
+		r := httptest.NewRequest("POST", "/api/publish", strings.NewReader(`{"channels":["a","b","c"],"data":1}`))
+		r.RemoteAddr = "127.0.0.1:1"
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("broker failing after %d publishes: %d %s; want 503 with %q", tc.ok, w.Code, w.Body, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -82,6 +83,12 @@ func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 		var positions map[string]wspush.StreamPosition
 		for i, ch := range channels {
 			pos, err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}, opts[i].PublishOptions())
+			if err != nil && i > 0 {
+				// Say which channels have the message, so that a retry
+				// does not send it to them twice.
+				writeError(w, wspush.Errorf(wspush.ErrUnavailable, "broker unavailable after the message went to "+strings.Join(channels[:i], ", ")+": retry the other channels"))
+				return
+			}
 			if err != nil {
 				writeError(w, unavailable(err))
 				return
