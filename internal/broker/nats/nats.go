@@ -90,7 +90,10 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	b.mu.Lock()
 	b.nc, b.handler = nc, h
 	b.mu.Unlock()
-	if _, err := b.subscribe(b.broadcastSubject(), ""); err != nil {
+	// Made even before the first connection: the client sends it once
+	// connected (RetryOnFailedConnect), and Run waits for NATS as the
+	// other brokers wait for their servers.
+	if _, err := b.subscribe(b.broadcastSubject(), "", true); err != nil {
 		nc.Close()
 		return err
 	}
@@ -126,12 +129,13 @@ func (b *Broker) Ready() error {
 }
 
 // subscribe subscribes to subject, delivering to the handler as messages of
-// channel (empty: broadcast), and waits for the server to know.
-func (b *Broker) subscribe(subject, channel string) (*natsgo.Subscription, error) {
+// channel (empty: broadcast), and waits for the server to know. Without a
+// connection it fails, unless early, when the subscription waits for one.
+func (b *Broker) subscribe(subject, channel string, early bool) (*natsgo.Subscription, error) {
 	b.mu.Lock()
 	nc := b.nc
 	b.mu.Unlock()
-	if nc == nil || !nc.IsConnected() {
+	if nc == nil || (!early && !nc.IsConnected()) {
 		return nil, wspush.Errorf(wspush.ErrUnavailable, "nats unavailable")
 	}
 	sub, err := nc.Subscribe(subject, func(msg *natsgo.Msg) {
@@ -148,7 +152,7 @@ func (b *Broker) subscribe(subject, channel string) (*natsgo.Subscription, error
 		}
 		h.HandleMessage(m)
 	})
-	if err == nil {
+	if err == nil && nc.IsConnected() {
 		err = nc.FlushTimeout(5 * time.Second) // the server has the subscription
 	}
 	if err != nil {
@@ -162,7 +166,7 @@ func (b *Broker) subscribe(subject, channel string) (*natsgo.Subscription, error
 
 // Subscribe subscribes this node to channel's subject.
 func (b *Broker) Subscribe(_ context.Context, channel string) error {
-	sub, err := b.subscribe(b.subject(channel), channel)
+	sub, err := b.subscribe(b.subject(channel), channel, false)
 	if err != nil {
 		return err
 	}

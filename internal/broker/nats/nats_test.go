@@ -2,7 +2,9 @@ package nats_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -110,5 +112,60 @@ func TestNotReadyWithoutServer(t *testing.T) {
 	}
 	if _, err := b.Publish(ctx, &wspush.Message{Channel: "x", Data: []byte("1")}, wspush.PublishOptions{}); err == nil {
 		t.Fatal("publish without a server succeeded")
+	}
+}
+
+// TestRunWaitsForNATS: started before NATS is up, Run keeps trying instead
+// of returning, becomes ready once the server starts, and its broadcast
+// subscription, made before the first connection, delivers.
+func TestRunWaitsForNATS(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // free, for the server started below
+	b := newBroker(t, fmt.Sprintf("nats://127.0.0.1:%d", port))
+	got := make(chan *wspush.Message, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, wspush.HandlerFunc(func(m *wspush.Message) { got <- m })) }()
+	defer func() { cancel(); <-done }()
+
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Ready() != nil {
+		select {
+		case err := <-done:
+			done <- err // for the deferred wait
+			t.Fatalf("Run returned before NATS was up: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after NATS started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for {
+		if _, err := b.Publish(ctx, &wspush.Message{Broadcast: true, Data: []byte(`1`)}, wspush.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if !m.Broadcast {
+				t.Fatalf("delivered %+v, want the broadcast", m)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+			// The subscription may reach the server just after Ready.
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broadcast was never delivered")
+		}
 	}
 }
