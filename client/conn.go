@@ -41,6 +41,8 @@ type DialOptions struct {
 	Header http.Header // sent with the handshake (Origin, for example)
 	// Buffer is how many pushes Messages holds before the reader stops
 	// reading (and the server, in time, closes the connection as slow).
+	// While it is stopped, command replies are not read either: a caller
+	// that makes calls must also drain Messages, from another goroutine.
 	Buffer int
 	Dialer *websocket.Dialer
 }
@@ -91,9 +93,16 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = ws.SetReadDeadline(dl)
 	}
+	// A cancellation without a deadline ends the wait too.
+	stop := context.AfterFunc(ctx, func() { _ = ws.UnderlyingConn().SetReadDeadline(aLongTimeAgo) })
 	var welcome frame
-	if err := ws.ReadJSON(&welcome); err != nil || welcome.Type != "welcome" {
+	err = ws.ReadJSON(&welcome)
+	stop()
+	if err != nil || welcome.Type != "welcome" {
 		ws.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("wspush: no welcome frame: %v", err)
 	}
 	_ = ws.SetReadDeadline(time.Time{})
@@ -188,10 +197,10 @@ func (c *Conn) call(ctx context.Context, cmd map[string]any) error {
 	c.mu.Unlock()
 	cmd["id"] = id
 	b, _ := json.Marshal(cmd)
-	c.writeMu.Lock()
-	err := c.ws.WriteMessage(websocket.TextMessage, b)
-	c.writeMu.Unlock()
-	if err != nil {
+	if err := c.write(ctx, b); err != nil {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
 		return err
 	}
 	select {
@@ -209,6 +218,36 @@ func (c *Conn) call(ctx context.Context, cmd map[string]any) error {
 		return ctx.Err()
 	}
 }
+
+// write sends one frame within ctx (at most DefaultWriteTimeout when ctx
+// has no deadline). A write cut short leaves part of a frame on the wire,
+// after which nothing can follow: the connection is closed.
+func (c *Conn) write(ctx context.Context, b []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(DefaultWriteTimeout)
+	}
+	_ = c.ws.SetWriteDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = c.ws.UnderlyingConn().SetWriteDeadline(aLongTimeAgo) })
+	err := c.ws.WriteMessage(websocket.TextMessage, b)
+	stop()
+	if err != nil {
+		c.ws.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("wspush: write: %w", err)
+	}
+	return nil
+}
+
+// DefaultWriteTimeout bounds a command's write when its context has no
+// deadline.
+const DefaultWriteTimeout = 10 * time.Second
+
+var aLongTimeAgo = time.Unix(1, 0)
 
 // Subscribe subscribes to channel and returns once the server confirms.
 func (c *Conn) Subscribe(ctx context.Context, channel string) error {
@@ -235,11 +274,18 @@ func (c *Conn) Ping(ctx context.Context) error {
 }
 
 // Close closes the connection normally and waits for the reader to end.
+// On a connection already over (closed by the server, or by an error: Err
+// says which) it does nothing and returns nil. It does not wait for a
+// command's write in progress.
 func (c *Conn) Close() error {
 	c.once.Do(func() { close(c.closing) })
-	c.writeMu.Lock()
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	// gorilla/websocket allows WriteControl alongside another write.
 	err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	c.writeMu.Unlock()
 	select {
 	case <-c.done:
 	case <-time.After(2 * time.Second):
