@@ -41,21 +41,36 @@ func (b *Broker) Publish(ctx context.Context, m *wspush.Message, opts wspush.Pub
 	req := &pubReq{ctx: ctx, m: m, opts: opts, done: make(chan struct{})}
 	select {
 	case b.pubq <- req:
+	case <-b.stopped:
+		return wspush.StreamPosition{}, errStopped
 	case <-ctx.Done():
 		return wspush.StreamPosition{}, unavailable("publish", ctx.Err())
 	}
 	select {
 	case <-req.done:
 		return req.pos, req.err
+	case <-b.stopped:
+		// The publisher answered every request it took before it
+		// stopped; one queued after its last look is answered here.
+		select {
+		case <-req.done:
+			return req.pos, req.err
+		default:
+			return wspush.StreamPosition{}, errStopped
+		}
 	case <-ctx.Done():
 		// The request may still be sent: the caller cannot know.
 		return wspush.StreamPosition{}, unavailable("publish", ctx.Err())
 	}
 }
 
+// errStopped answers publishes after the broker's Run has ended.
+var errStopped = wspush.Errorf(wspush.ErrUnavailable, "redis broker stopped")
+
 // runPublisher sends queued publishes until ctx is done, then fails what
 // is left. Run owns it.
 func (b *Broker) runPublisher(ctx context.Context) {
+	defer b.stop.Do(func() { close(b.stopped) })
 	batch := make([]*pubReq, 0, maxBatch)
 	for {
 		select {
@@ -63,7 +78,7 @@ func (b *Broker) runPublisher(ctx context.Context) {
 			for {
 				select {
 				case req := <-b.pubq:
-					req.err = wspush.Errorf(wspush.ErrUnavailable, "redis broker stopped")
+					req.err = errStopped
 					close(req.done)
 				default:
 					return
@@ -106,7 +121,20 @@ func (b *Broker) sendBatch(ctx context.Context, batch []*pubReq) {
 	cmds, err := b.pipeline(ctx, live)
 	if err != nil && isNoScript(err) {
 		if lerr := publishScript.Load(ctx, b.client).Err(); lerr == nil {
-			cmds, err = b.pipeline(ctx, live)
+			// Send again only the script calls that failed: the plain
+			// publishes of the batch went out, and must not twice.
+			var again []*pubReq
+			var at []int
+			for i, c := range cmds {
+				if isNoScript(c.Err()) {
+					again, at = append(again, live[i]), append(at, i)
+				}
+			}
+			retried, rerr := b.pipeline(ctx, again)
+			for j, i := range at {
+				cmds[i] = retried[j]
+			}
+			err = rerr
 		}
 	}
 	for i, req := range live {

@@ -79,7 +79,9 @@ type Broker struct {
 	waiters map[string][]chan struct{} // SUBSCRIBE confirmations awaited, by Redis channel
 	streams map[string]*position       // last delivered position, by wspush channel with history
 	local   map[presenceKey]wspush.ClientInfo
-	pubq    chan *pubReq // publishes waiting for the pipeline
+	pubq    chan *pubReq  // publishes waiting for the pipeline
+	stopped chan struct{} // closed when the publisher has ended, for good
+	stop    sync.Once
 
 	handler wspush.Handler
 }
@@ -128,6 +130,7 @@ func New(logger *slog.Logger, cfg Config) (*Broker, error) {
 		streams: map[string]*position{},
 		local:   map[presenceKey]wspush.ClientInfo{},
 		pubq:    make(chan *pubReq, pubQueueSize),
+		stopped: make(chan struct{}),
 	}, nil
 }
 

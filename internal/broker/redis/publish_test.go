@@ -1,0 +1,125 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/redistest"
+)
+
+// TestScriptLossResendsOnlyScriptCalls: when Redis has lost the publish
+// script (a restart, a failover; here SCRIPT FLUSH), the batch's script
+// calls are sent again, and its plain publishes, which went out, are not:
+// they used to be delivered twice.
+func TestScriptLossResendsOnlyScriptCalls(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	sub, pub := newBroker(t, srv.URL), newBroker(t, srv.URL)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	run(t, sub, wspush.HandlerFunc(func(m *wspush.Message) {
+		if m.Channel == "n" {
+			mu.Lock()
+			seen[string(m.Data)]++
+			mu.Unlock()
+		}
+	}))
+	run(t, pub, &collector{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "n"); err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	total := 0
+	for round := range 20 {
+		if err := admin.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 16 { // history and plain publishes, in the same batches
+			data := fmt.Sprintf("%d", round*100+i)
+			total++
+			wg.Go(func() {
+				<-start
+				if _, err := pub.Publish(ctx, &wspush.Message{Channel: "h", Data: []byte("1")}, keep); err != nil {
+					t.Error(err)
+				}
+			})
+			wg.Go(func() {
+				<-start
+				if _, err := pub.Publish(ctx, &wspush.Message{Channel: "n", Data: []byte(data)}, wspush.PublishOptions{}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}
+	// Every publish has returned, so any second copy is on its way before
+	// this last message, which one publisher's order puts after them.
+	if _, err := pub.Publish(ctx, &wspush.Message{Channel: "n", Data: []byte(`"end"`)}, wspush.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the last message", func() bool { mu.Lock(); defer mu.Unlock(); return seen[`"end"`] > 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != total+1 {
+		t.Errorf("%d distinct plain messages delivered, want %d", len(seen)-1, total)
+	}
+	for d, n := range seen {
+		if n > 1 {
+			t.Errorf("plain message %s delivered %d times", d, n)
+		}
+	}
+}
+
+// TestPublishAnsweredAtShutdown: publishes racing the end of Run are all
+// answered at once; one queued after the publisher's last look used to
+// wait for its context.
+func TestPublishAnsweredAtShutdown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	for round := range 10 {
+		b := newBroker(t, srv.URL)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.Run(ctx, &collector{}) }()
+		waitFor(t, 10*time.Second, "ready", func() bool { return b.Ready() == nil })
+		var sent, stuck atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err := b.Publish(pctx, &wspush.Message{Channel: "c", Data: []byte("1")}, wspush.PublishOptions{})
+					if err != nil && pctx.Err() != nil {
+						stuck.Add(1)
+					}
+					pcancel()
+					sent.Add(1)
+				}
+			})
+		}
+		waitFor(t, 10*time.Second, "publishes under way", func() bool { return sent.Load() > 50 })
+		cancel()
+		<-done
+		close(stop)
+		wg.Wait()
+		if n := stuck.Load(); n > 0 {
+			t.Fatalf("round %d: %d publishes waited for their context after Run stopped", round, n)
+		}
+	}
+}
