@@ -123,3 +123,50 @@ func TestPublishAnsweredAtShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestResubscribeStartsAfresh: messages of a subscription still in flight
+// when it ended leave no position behind, so a later subscription does
+// not take its first message for a gap and deliver what was published
+// while the node was not subscribed.
+func TestResubscribeStartsAfresh(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := newBroker(t, srv.URL), newBroker(t, srv.URL)
+	got := &collector{}
+	hold, held := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	run(t, a, wspush.HandlerFunc(func(m *wspush.Message) {
+		once.Do(func() { close(held); <-hold }) // a's Run waits on the first message
+		got.HandleMessage(m)
+	}))
+	run(t, b, &collector{})
+	ctx := context.Background()
+	if err := a.Subscribe(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(n int) {
+		for range n {
+			if _, err := b.Publish(ctx, &wspush.Message{Channel: "r", Data: []byte("1")}, keep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(5) // offsets 1-5: 2-5 in flight while a unsubscribes
+	<-held
+	if err := a.Unsubscribe(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	waitFor(t, 5*time.Second, "the messages in flight", func() bool { return len(got.offsets()) == 5 })
+	publish(10) // offsets 6-15, while a is not subscribed
+	if err := a.Subscribe(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	publish(1) // offset 16
+	waitFor(t, 5*time.Second, "offset 16", func() bool {
+		o := got.offsets()
+		return o[len(o)-1] == 16
+	})
+	if after := got.offsets()[5:]; len(after) != 1 {
+		t.Fatalf("after subscribing again, got offsets %v; want only [16]", after)
+	}
+}

@@ -56,11 +56,22 @@ func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// confirm wakes the Subscribe calls waiting for key.
+// confirm wakes the Subscribe calls waiting for key. A subscription that
+// a Subscribe call made (not one the client renewed after a reconnect)
+// starts the channel's positions afresh: messages of an earlier
+// subscription, still in flight when it ended, may have recorded one, and
+// the first message would then look like a gap, to be filled with what
+// was published while this node was not subscribed. Redis sends the
+// confirmation after those messages, on the same connection.
 func (b *Broker) confirm(key string) {
 	b.mu.Lock()
 	ws := b.waiters[key]
 	delete(b.waiters, key)
+	if len(ws) > 0 {
+		if ch := b.channelOf(key); ch != "" {
+			delete(b.streams, ch)
+		}
+	}
 	b.mu.Unlock()
 	for _, w := range ws {
 		close(w)
