@@ -941,3 +941,48 @@ func TestBrowserRoomWithoutHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserResubscribesPastTheRateLimit: after a reconnect, wspush.js
+// subscribes again to every channel, more than the server's command burst
+// lets through at once; the refused ones (rate_limited) are tried again
+// instead of being dropped without a word, as they used to be.
+func TestBrowserResubscribesPastTheRateLimit(t *testing.T) {
+	s := startServer(t, "--client-rate-burst", "5", "--client-rate-limit", "100")
+	browser := newBrowser(t)
+	p := newBrowserTab(t, browser, "page", s.URL+"/")
+
+	got, err := browserEval[map[string]any](p, `(async function () {
+		const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+		const c = new Wspush(undefined, {minDelay: 50, maxDelay: 400});
+		const welcome = new Promise((resolve) => c.on("welcome", resolve));
+		c.connect();
+		await welcome;
+		const n = 8; // over the burst of 5, under twice it (past that the server closes with 4008)
+		for (let i = 0; i < n; i++) {
+			for (;;) { // the test's own pace for the first subscriptions
+				try { await c.subscribe("rs" + i); break; } catch (e) {
+					if (e.code !== "rate_limited") throw e;
+					await sleep(30);
+				}
+			}
+		}
+		await sleep(100); // the bucket refills: the resubscriptions below meet a full burst
+		const again = new Set(), dropped = [];
+		c.on("subscribed", (e) => again.add(e.channel));
+		c.on("unsubscribed", (e) => dropped.push(e.channel + ":" + e.code));
+		const welcomes = [];
+		c.on("welcome", (w) => welcomes.push(w));
+		c._ws.close(); // the connection drops; the client reconnects
+		const t0 = Date.now();
+		while ((again.size < n || c.channels.length < n) && dropped.length === 0 && Date.now() - t0 < 8000) await sleep(20);
+		const result = {again: again.size, channels: c.channels.length, dropped: dropped.join(","), welcomes: welcomes.length};
+		c.close();
+		return result;
+	})()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["again"] != float64(8) || got["channels"] != float64(8) || got["dropped"] != "" || got["welcomes"] != float64(1) {
+		t.Fatalf("after the reconnect: %v; want all 8 channels subscribed again, none dropped, one welcome", got)
+	}
+}

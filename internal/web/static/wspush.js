@@ -81,6 +81,11 @@
  *              its history with it, or more were published than it keeps):
  *              reload the channel's state, e.g. with history(). Follows the
  *              subscribed event that has recovered: false.
+ *   unsubscribed {channel, code, message}: a resubscription after a
+ *              reconnect was refused for good (the server no longer allows
+ *              the channel, for example), and the channel is no longer
+ *              wanted. Refusals that may pass (rate_limited, unavailable,
+ *              internal, timeout) are tried again, with the back-off below.
  *   join       {channel, client: {client_id, ...}}: a client subscribed, in
  *   leave      namespaces with join_leave on; a client gets its own join too.
  *
@@ -94,7 +99,7 @@
  * (from 0, reset by each welcome) waits a random time between d/2 and d,
  * where d = min(maxDelay, minDelay * 2^n). A channel
  * stays wanted from subscribe() until unsubscribe(), even if a reply was lost
- * to a disconnect; it is dropped when the server refuses it. publish() while
+ * to a disconnect; it is dropped when the server refuses it for good. publish() while
  * not connected rejects at once ("disconnected"); subscribe() waits for the
  * connection (so it may come before connect()), unless close() is called.
  * When the browser reports that it went offline, the client drops the
@@ -115,6 +120,8 @@
 
   // CLOSE_FORBIDDEN is the close code after which retrying cannot help.
   var CLOSE_FORBIDDEN = 4003;
+  // Error codes of a refused resubscription that may pass if tried again.
+  var RETRY_CODES = new Set(["rate_limited", "unavailable", "internal", "timeout"]);
 
   function defaultURL() {
     var loc = root.location;
@@ -448,14 +455,33 @@
       var already = new Set(f.channels || []);
       this._wanted.forEach((ch) => {
         if (queued.has(ch) || already.has(ch)) return;
-        this._send(
-          { op: "subscribe", channel: ch },
-          () => {},
-          (err) => {
-            if (err.code !== "disconnected" && err.code !== "timeout") this._forget(ch);
-          }
-        );
+        this._resubscribe(ch, 0);
       });
+    }
+
+    // _resubscribe subscribes again to a channel wanted, after a reconnect.
+    // A refusal that may pass (rate_limited: a client with many channels
+    // exceeds the command burst here; unavailable, internal, timeout) is
+    // tried again after a growing delay, on the same connection; a final
+    // one drops the channel and emits "unsubscribed".
+    _resubscribe(ch, attempt) {
+      var ws = this._ws;
+      this._send(
+        { op: "subscribe", channel: ch },
+        () => {},
+        (err) => {
+          if (err.code === "disconnected" || !this._wanted.has(ch)) return; // the next welcome, or nothing
+          if (RETRY_CODES.has(err.code)) {
+            var d = Math.min(this.maxDelay, this.minDelay * Math.pow(2, attempt));
+            setTimeout(() => {
+              if (this._ws === ws && this.state === "connected" && this._wanted.has(ch)) this._resubscribe(ch, attempt + 1);
+            }, Math.round(d / 2 + (Math.random() * d) / 2));
+            return;
+          }
+          this._forget(ch);
+          this._emit("unsubscribed", { channel: ch, code: err.code, message: err.message });
+        }
+      );
     }
 
     // _watchLiveness pings the server when it has been silent for an
