@@ -3,8 +3,11 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,5 +171,51 @@ func TestResubscribeStartsAfresh(t *testing.T) {
 	})
 	if after := got.offsets()[5:]; len(after) != 1 {
 		t.Fatalf("after subscribing again, got offsets %v; want only [16]", after)
+	}
+}
+
+// TestReadyAgainAfterRedisPauses: a Redis that stops answering without
+// closing the connection (paused: SIGSTOP here; a long fork or a VM pause
+// in life) makes the node not ready, and ready again once it answers: the
+// same connection goes on, and no subscription confirmation comes to say
+// so. The node used to stay not ready for good.
+func TestReadyAgainAfterRedisPauses(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a := newBroker(t, srv.URL)
+	run(t, a, &collector{})
+	ctx := context.Background()
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	info, err := admin.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for l := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no process_id in INFO")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	waitFor(t, 20*time.Second, "not ready while Redis is paused", func() bool { return a.Ready() != nil })
+	resume()
+	waitFor(t, 20*time.Second, "ready again once Redis answers", func() bool { return a.Ready() == nil })
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.Subscribe(sctx, "x"); err != nil {
+		t.Fatalf("Subscribe after Redis resumed: %v", err)
 	}
 }

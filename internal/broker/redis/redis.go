@@ -190,7 +190,8 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 
 	backoff := 100 * time.Millisecond
 	pinged := false
-	resync := false // a connection was lost: what came meanwhile must be read
+	resync := false  // a connection was lost: what came meanwhile must be read
+	stalled := false // readiness was lost to silence, on a connection go-redis keeps
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
@@ -205,6 +206,7 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 			if b.ready.Swap(false) {
 				b.logger.Warn("redis connection lost; reconnecting", "err", err)
 			}
+			stalled = isTimeout(err)
 			resync = true
 			pinged = false
 			select {
@@ -216,6 +218,19 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 		}
 		pinged = false
 		backoff = 100 * time.Millisecond
+		if stalled && !b.ready.Load() {
+			// The connection that went silent (a paused Redis) answers
+			// again. go-redis did not replace it, so no subscription
+			// confirmation will come to make the node ready: its
+			// subscriptions stand, and it is ready now.
+			stalled = false
+			if resync {
+				b.resyncAll(ctx)
+				resync = false
+			}
+			b.ready.Store(true)
+			b.logger.Info("redis answers again", "addr", b.client.Options().Addr)
+		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" {
