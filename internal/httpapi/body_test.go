@@ -20,9 +20,9 @@ import (
 	"github.com/wspush/wspush/internal/ws"
 )
 
-// newAPIServer serves NewServer's router with cfg through net/http on a
-// real loopback socket.
-func newAPIServer(t *testing.T, cfg Config) *httptest.Server {
+// newRouter returns NewServer's router with cfg, over a running memory
+// broker, and its hub.
+func newRouter(t *testing.T, cfg Config) (http.Handler, *hub.Hub) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	broker := memory.New()
@@ -38,7 +38,14 @@ func newAPIServer(t *testing.T, cfg Config) *httptest.Server {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	router := NewServer(logger, cfg, h, broker, ws.NewServer(logger, ws.Config{}), native.New(logger, native.Config{}, h))
+	return NewServer(logger, cfg, h, broker, ws.NewServer(logger, ws.Config{}), native.New(logger, native.Config{}, h)), h
+}
+
+// newAPIServer serves NewServer's router with cfg through net/http on a
+// real loopback socket.
+func newAPIServer(t *testing.T, cfg Config) *httptest.Server {
+	t.Helper()
+	router, _ := newRouter(t, cfg)
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 	return srv

@@ -234,17 +234,6 @@ func isJSON(r *http.Request) bool {
 // the connection: net/http would otherwise wait for the rest of the body
 // before answering, to keep the connection.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
-	body, err := readBodyOnce(w, r, limit, timeout)
-	if err != nil {
-		w.Header().Set("Connection", "close")
-	}
-	return body, err
-}
-
-func readBodyOnce(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, wspush.Errorf(wspush.ErrTooLarge, "body too large: at most "+strconv.FormatInt(limit, 10)+" bytes")
-	}
 	// net/http bounds the head's arrival, not the body's. Writers that
 	// cannot set a deadline (the direct path's) bound the request already.
 	d := readDeadliner(w)
@@ -252,13 +241,20 @@ func readBodyOnce(w http.ResponseWriter, r *http.Request, limit int64, timeout t
 		_ = d.SetReadDeadline(time.Now().Add(timeout))
 	}
 	body, err := readAll(w, r, limit)
-	if d != nil && err == nil {
+	switch {
+	case err != nil:
+		w.Header().Set("Connection", "close")
+	case d != nil:
 		_ = d.SetReadDeadline(time.Time{}) // net/http's own from here
 	}
 	return body, err
 }
 
+// readAll reads the body for readBody.
 func readAll(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, wspush.Errorf(wspush.ErrTooLarge, "body too large: at most "+strconv.FormatInt(limit, 10)+" bytes")
+	}
 	if r.ContentLength >= 0 && r.ContentLength <= eagerBody {
 		// net/http's body reader holds the request to its Content-Length.
 		body := make([]byte, r.ContentLength)

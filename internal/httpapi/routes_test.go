@@ -1,9 +1,6 @@
 package httpapi
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -11,10 +8,6 @@ import (
 	"testing"
 
 	"github.com/wspush/wspush"
-	"github.com/wspush/wspush/internal/broker/memory"
-	"github.com/wspush/wspush/internal/hub"
-	"github.com/wspush/wspush/internal/protocol/native"
-	"github.com/wspush/wspush/internal/ws"
 )
 
 var offsets = regexp.MustCompile(`"offset":\d+`)
@@ -48,18 +41,8 @@ func TestIsPublish(t *testing.T) {
 // direct publish path answers every publish request as the full router
 // does: the same status, body and authentication challenge.
 func TestPublishHandlerAnswersAsTheRouter(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	broker := memory.New()
-	h := hub.New(broker)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = broker.Run(ctx, h) }()
-	defer func() { cancel(); <-done }()
-	for broker.Ready() != nil {
-	}
 	cfg := Config{APIKey: "k", MaxPublishSize: 64, Namespaces: wspush.NewNamespaces(wspush.ChannelOptions{}, []wspush.NamespaceOptions{{Name: "hist", ChannelOptions: wspush.ChannelOptions{HistorySize: 10}}})}
-	router := NewServer(logger, cfg, h, broker, ws.NewServer(logger, ws.Config{}), native.New(logger, native.Config{}, h))
+	router, h := newRouter(t, cfg)
 	direct := NewPublishHandler(cfg, h)
 	key := "Bearer k"
 	for _, tc := range []struct {

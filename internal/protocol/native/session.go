@@ -112,6 +112,12 @@ func (s *session) release(ch string, after uint64, frames ...[]byte) {
 			s.conn.Send(h.frame)
 		}
 	}
+	s.unholdLocked(ch)
+}
+
+// unholdLocked stops holding the pushes of ch, which are held. s.heldMu
+// is held.
+func (s *session) unholdLocked(ch string) {
 	delete(s.held, ch)
 	if len(s.held) == 0 {
 		s.held = nil // an idle connection keeps no map (~400 bytes)
@@ -125,14 +131,9 @@ func (s *session) release(ch string, after uint64, frames ...[]byte) {
 func (s *session) discard(ch string) {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
-	if _, ok := s.held[ch]; !ok {
-		return
+	if _, ok := s.held[ch]; ok {
+		s.unholdLocked(ch)
 	}
-	delete(s.held, ch)
-	if len(s.held) == 0 {
-		s.held = nil
-	}
-	s.nheld.Add(-1)
 }
 
 // join subscribes the session to ch, holding its pushes until release.
