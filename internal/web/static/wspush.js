@@ -472,10 +472,9 @@
         (err) => {
           if (err.code === "disconnected" || !this._wanted.has(ch)) return; // the next welcome, or nothing
           if (RETRY_CODES.has(err.code)) {
-            var d = Math.min(this.maxDelay, this.minDelay * Math.pow(2, attempt));
             setTimeout(() => {
               if (this._ws === ws && this.state === "connected" && this._wanted.has(ch)) this._resubscribe(ch, attempt + 1);
-            }, Math.round(d / 2 + (Math.random() * d) / 2));
+            }, this._backoff(attempt));
             return;
           }
           this._forget(ch);
@@ -519,12 +518,18 @@
       if (!retry) this._stopped = true;
       var delay = null;
       if (retry) {
-        // Exponential back-off with jitter: a random delay in [d/2, d].
-        var d = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this._attempt++));
-        delay = Math.round(d / 2 + (Math.random() * d) / 2);
+        delay = this._backoff(this._attempt++);
         this._retry = setTimeout(() => this._open(), delay);
       }
       this._disconnected(code, reason, delay);
+    }
+
+    // _backoff is the delay (ms) before try n, counted from 0: exponential,
+    // with jitter, a random delay in [d/2, d] where
+    // d = min(maxDelay, minDelay * 2^n).
+    _backoff(n) {
+      var d = Math.min(this.maxDelay, this.minDelay * Math.pow(2, n));
+      return Math.round(d / 2 + (Math.random() * d) / 2);
     }
 
     _disconnected(code, reason, delay) {
