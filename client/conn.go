@@ -225,6 +225,9 @@ func (c *Conn) call(ctx context.Context, cmd map[string]any) error {
 func (c *Conn) write(ctx context.Context, b []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err // ended while waiting for the lock: nothing was written
+	}
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(DefaultWriteTimeout)

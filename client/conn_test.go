@@ -142,3 +142,54 @@ func TestCloseAfterTheServerClosed(t *testing.T) {
 		t.Fatal("Err is nil after the server closed with 4001")
 	}
 }
+
+// TestCancelledCallOnAStalledServer: calls whose context is cancelled,
+// without a deadline, return while one of their writes is blocked on a
+// server that reads nothing and the others wait for it.
+func TestCancelledCallOnAStalledServer(t *testing.T) {
+	var c *Conn
+	t.Cleanup(func() { // after the server's cleanup, which unblocks a stuck write
+		if c != nil {
+			c.Close()
+		}
+	})
+	url, _ := stalledServer(t, true)
+	c, err := Dial(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	big := strings.Repeat("x", 256<<10)
+	const n = 32 // 8 MiB, more than the socket buffers hold
+	errc := make(chan error, n)
+	for range n {
+		go func() { errc <- c.Publish(ctx, "chat", big) }()
+	}
+	// Every call is registered, so every one is writing, waiting to
+	// write, or (none can: the server never replies) waiting for a reply.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		k := len(c.pending)
+		c.mu.Unlock()
+		if k == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls registered", k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	timeout := time.After(5 * time.Second)
+	for i := range n {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("call %d after cancel: %v, want context.Canceled", i, err)
+			}
+		case <-timeout:
+			t.Fatalf("%d of %d cancelled calls still block 5 s later", n-i, n)
+		}
+	}
+}
