@@ -7,11 +7,13 @@ GO ?= go
 run: ## run the server on :7777 with the in-memory broker
 	$(GO) run ./cmd/wspush serve
 
-test: vet ## every test, with the race detector
+test: vet ## every test, with the race detector; the raw socket calls' 32-bit variant too
 	$(GO) test -race -count=1 -timeout 15m ./...
+	GOARCH=386 $(GO) test -count=1 -timeout 5m ./internal/nbio ./internal/ws
 
 vet:
 	$(GO) vet ./...
+	GOARCH=386 $(GO) vet ./...
 
 build:
 	$(GO) build -o bin/wspush ./cmd/wspush
