@@ -112,14 +112,21 @@ func (a *API) post(ctx context.Context, path string, v any) error {
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
+	code, msg := errorBody(respBody)
+	return &APIError{Status: resp.StatusCode, Code: code, Message: msg}
+}
+
+// errorBody reads the server's JSON error answer; a body that is not one
+// is "http_error" with the body as its message.
+func errorBody(body []byte) (code, message string) {
 	var e struct {
 		Error struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(respBody, &e) != nil || e.Error.Code == "" {
-		return &APIError{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(respBody))}
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return "http_error", strings.TrimSpace(string(body))
 	}
-	return &APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	return e.Error.Code, e.Error.Message
 }
