@@ -997,3 +997,58 @@ func TestBrowserResubscribesPastTheRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserBacksOffWhenClosedAfterEachWelcome: a connection that ends
+// right after its welcome (a server that closes with 4008 at once, say)
+// does not reset the back-off, which grows with every try; one that stayed
+// up for maxDelay does. wspush.js used to reset it at every welcome and
+// reconnect every 25-50 ms here for ever.
+func TestBrowserBacksOffWhenClosedAfterEachWelcome(t *testing.T) {
+	s := startServer(t)
+	browser := newBrowser(t)
+	p := newBrowserTab(t, browser, "page", s.URL+"/")
+
+	got, err := browserEval[map[string]any](p, `(async function () {
+		const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+		const c = new Wspush(undefined, {minDelay: 50, maxDelay: 400});
+		const delays = [];
+		let cut = true, welcomes = 0;
+		c.on("state", (e) => { if (e.state === "disconnected" && e.delay !== null) delays.push(e.delay); });
+		c.on("welcome", () => { welcomes++; if (cut) c._ws.close(); });
+		c.connect();
+		const t0 = Date.now();
+		while (delays.length < 4 && Date.now() - t0 < 8000) await sleep(10);
+		const early = delays.slice(0, 4);
+		// Now a connection that stays up for maxDelay, then drops.
+		cut = false;
+		const n = welcomes;
+		while (welcomes === n && Date.now() - t0 < 8000) await sleep(10);
+		await sleep(450); // the connection's age is what is under test
+		c._ws.close();
+		while (delays.length < 5 && Date.now() - t0 < 8000) await sleep(10);
+		c.close();
+		return {early: early.join(","), after: delays[4]};
+	})()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early []float64
+	for f := range strings.SplitSeq(fmt.Sprint(got["early"]), ",") {
+		var d float64
+		fmt.Sscan(f, &d)
+		early = append(early, d)
+	}
+	// Try n waits in [d/2, d], d = min(400, 50 * 2^n).
+	bounds := [][2]float64{{25, 50}, {50, 100}, {100, 200}, {200, 400}}
+	if len(early) != 4 {
+		t.Fatalf("delays %v, want 4", got)
+	}
+	for i, b := range bounds {
+		if early[i] < b[0] || early[i] > b[1] {
+			t.Errorf("delay before try %d after a close at the welcome: %v ms, want %v-%v (all %v)", i, early[i], b[0], b[1], early)
+		}
+	}
+	if after, ok := got["after"].(float64); !ok || after < 25 || after > 50 {
+		t.Errorf("delay after a connection that stayed up for maxDelay: %v, want 25-50 ms", got["after"])
+	}
+}

@@ -96,8 +96,10 @@
  *
  * Reconnects: after every close except close() and 4003 (forbidden), the
  * client reconnects, and subscribes again to every channel it wants. Retry n
- * (from 0, reset by each welcome) waits a random time between d/2 and d,
- * where d = min(maxDelay, minDelay * 2^n). A channel
+ * (from 0, reset when a connection ends after staying up for maxDelay, or
+ * when the browser comes back online) waits a random time between d/2 and
+ * d, where d = min(maxDelay, minDelay * 2^n): a server that closes every
+ * connection right after the welcome is not met with a reconnect storm. A channel
  * stays wanted from subscribe() until unsubscribe(), even if a reply was lost
  * to a disconnect; it is dropped when the server refuses it for good. publish() while
  * not connected rejects at once ("disconnected"); subscribe() waits for the
@@ -171,6 +173,7 @@
       this._waiting = []; // commands sent once connected: [cmd, resolve, reject]
       this._nextId = 1;
       this._attempt = 0;
+      this._upSince = 0; // when the connection's welcome came; 0 while there is none
       this._ws = null;
       this._retry = null; // reconnect timer
       this._watch = null; // liveness timer
@@ -205,6 +208,7 @@
     connect() {
       if (!this._stopped) return;
       this._stopped = false;
+      this._attempt = 0;
       if (root.addEventListener) {
         root.addEventListener("online", this._onOnline);
         root.addEventListener("offline", this._onOffline);
@@ -434,7 +438,7 @@
     }
 
     _welcome(f) {
-      this._attempt = 0;
+      this._upSince = Date.now();
       this.clientId = f.client_id;
       this._watchLiveness((f.ping_interval || 0) * 1000);
       this._setState("connected");
@@ -514,6 +518,8 @@
 
     _closed(code, reason) {
       this._ws = null;
+      if (this._upSince && Date.now() - this._upSince >= this.maxDelay) this._attempt = 0;
+      this._upSince = 0;
       var retry = !this._stopped && code !== CLOSE_FORBIDDEN;
       if (!retry) this._stopped = true;
       var delay = null;
