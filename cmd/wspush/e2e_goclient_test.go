@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,90 +11,12 @@ import (
 	"time"
 
 	"github.com/wspush/wspush/client"
+	"github.com/wspush/wspush/internal/proxytest"
 )
 
 // End-to-end tests of the Go client's Client: reconnects, resubscription
-// and recovery against the real server, through a proxy the tests cut.
-
-// cutProxy is a TCP proxy on 127.0.0.1:0 to a server. A test cuts its
-// connections (down), during which it refuses new ones, and lets them
-// through again, possibly to another server (up).
-type cutProxy struct {
-	ln net.Listener
-	wg sync.WaitGroup // the accept loop and the copies
-
-	mu     sync.Mutex
-	target string // "" while down
-	conns  map[net.Conn]struct{}
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(p.accept)
-	t.Cleanup(func() {
-		ln.Close()
-		p.down()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// WS is the proxy's WebSocket URL.
-func (p *cutProxy) WS() string { return "ws://" + p.ln.Addr().String() + "/ws" }
-
-func (p *cutProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		target := p.target
-		p.mu.Unlock()
-		if target == "" {
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		p.wg.Go(func() { pipe(s, c) })
-		p.wg.Go(func() { pipe(c, s) })
-	}
-}
-
-// down cuts every connection and refuses new ones until up.
-func (p *cutProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.target = ""
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-// up lets connections through again, to target.
-func (p *cutProxy) up(target string) {
-	p.mu.Lock()
-	p.target = target
-	p.mu.Unlock()
-}
+// and recovery against the real server, through a proxy the tests cut
+// (proxytest).
 
 // pushReader reads a Client's pushes with a deadline.
 type pushReader struct {
@@ -131,9 +51,9 @@ func fastRetries(connects *atomic.Int32) *client.ClientOptions {
 // history gets a "reset" push where its messages may be missing.
 func TestGoClientRecoversAcrossReconnects(t *testing.T) {
 	s := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: chat\n    history_size: 100\n"))
-	p := newCutProxy(t, s.Addr)
+	p := proxytest.Start(t, s.Addr)
 	var connects atomic.Int32
-	cl := client.NewClient(p.WS(), fastRetries(&connects))
+	cl := client.NewClient("ws://"+p.Addr()+"/ws", fastRetries(&connects))
 	defer cl.Close()
 	r := pushReader{t, cl}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -152,13 +72,13 @@ func TestGoClientRecoversAcrossReconnects(t *testing.T) {
 		}
 	}
 
-	p.down()
+	p.Down()
 	eventually(t, 10*time.Second, "the Client to notice the cut", func() bool { return cl.ClientID() == "" })
 	for i := 4; i <= 6; i++ {
 		publishAt(t, s, "chat:r", strconv.Itoa(i))
 	}
 	publishJSON(t, s, "plain", `"lost"`)
-	p.up(s.Addr)
+	p.Up(s.Addr)
 
 	// chat:r: 4..6 recovered, then 7, published after the reconnect.
 	// plain: a reset, then what is published after it.
@@ -209,9 +129,9 @@ func TestGoClientResetsAndDropsAfterServerChange(t *testing.T) {
   - name: gone
     history_size: 10
 `))
-	p := newCutProxy(t, s1.Addr)
+	p := proxytest.Start(t, s1.Addr)
 	var connects atomic.Int32
-	cl := client.NewClient(p.WS(), fastRetries(&connects))
+	cl := client.NewClient("ws://"+p.Addr()+"/ws", fastRetries(&connects))
 	defer cl.Close()
 	r := pushReader{t, cl}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -227,8 +147,8 @@ func TestGoClientResetsAndDropsAfterServerChange(t *testing.T) {
 	}
 
 	s2 := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: chat\n    history_size: 10\n"))
-	p.down()
-	p.up(s2.Addr)
+	p.Down()
+	p.Up(s2.Addr)
 	var reset, dropped *client.Push
 	for reset == nil || dropped == nil {
 		m := r.next()
@@ -261,9 +181,9 @@ func TestGoClientResetsAndDropsAfterServerChange(t *testing.T) {
 // refusals (rate_limited) are tried again until every channel is back.
 func TestGoClientSubscribesPastTheRateLimit(t *testing.T) {
 	s := startServer(t, "--client-rate-burst", "5", "--client-rate-limit", "100")
-	p := newCutProxy(t, s.Addr)
+	p := proxytest.Start(t, s.Addr)
 	var connects atomic.Int32
-	cl := client.NewClient(p.WS(), fastRetries(&connects))
+	cl := client.NewClient("ws://"+p.Addr()+"/ws", fastRetries(&connects))
 	defer cl.Close()
 	r := pushReader{t, cl}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -281,9 +201,9 @@ func TestGoClientSubscribesPastTheRateLimit(t *testing.T) {
 			t.Fatalf("subscribe: %v", err)
 		}
 	}
-	p.down()
+	p.Down()
 	eventually(t, 10*time.Second, "the Client to notice the cut", func() bool { return cl.ClientID() == "" })
-	p.up(s.Addr)
+	p.Up(s.Addr)
 	resets := map[string]bool{}
 	for len(resets) < n {
 		m := r.next()

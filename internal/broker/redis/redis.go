@@ -86,10 +86,13 @@ type Broker struct {
 	handler wspush.Handler
 }
 
-// position is the last offset delivered to this node for a channel.
+// position is the last offset delivered to this node for a channel, or,
+// before the first, its floor: where the channel stood when the node
+// subscribed (see markFloor).
 type position struct {
 	offset uint64
 	epoch  string
+	floor  bool
 }
 
 type presenceKey struct{ channel, clientID string }

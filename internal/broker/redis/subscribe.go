@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -38,7 +39,32 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 		_ = ps.Unsubscribe(context.WithoutCancel(ctx), key) // not resubscribed on reconnect
 		return unavailable("subscribe", err)
 	}
+	b.markFloor(ctx, channel)
 	return nil
+}
+
+// markFloor records where channel's history stood once the node's
+// subscription was in place, unless a message came first. Everything
+// published after that point reaches the node by PUB/SUB or, after a lost
+// connection, from the history; without it, a node that lost the
+// connection before the channel's first message had no position to read
+// from, and lost what was published meanwhile. For a channel without
+// history the floor is the empty position, and reading from it finds
+// nothing.
+func (b *Broker) markFloor(ctx context.Context, channel string) {
+	meta, err := b.client.HMGet(ctx, b.metaKey(channel), "e", "s").Result()
+	if err != nil {
+		// The subscription stands; only the gap the floor closes remains.
+		b.logger.Debug("no history position at subscribe", "channel", channel, "err", err)
+		return
+	}
+	epoch, _ := meta[0].(string)
+	top, _ := strconv.ParseUint(str(meta[1]), 10, 64)
+	b.mu.Lock()
+	if _, tracked := b.streams[channel]; !tracked {
+		b.streams[channel] = &position{offset: top, epoch: epoch, floor: true}
+	}
+	b.mu.Unlock()
 }
 
 // Unsubscribe unsubscribes this node from channel's Redis channel.
@@ -122,8 +148,9 @@ func (b *Broker) deliver(ctx context.Context, msg *goredis.Message) {
 }
 
 // catchUp delivers the messages of channel between the last one this node
-// delivered and next, read from the history, and records next as
-// delivered. It reports false when next was delivered already.
+// delivered (or its floor, where the subscription began) and next, read
+// from the history, and records next as delivered. It reports false when
+// next was delivered already.
 func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.StreamPosition) bool {
 	b.mu.Lock()
 	last, tracked := b.streams[channel]
@@ -131,17 +158,27 @@ func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.Stream
 		last = &position{}
 		b.streams[channel] = last
 	}
+	prev := *last
 	b.mu.Unlock()
-	if tracked && last.epoch == next.Epoch {
-		if next.Offset <= last.offset {
+	switch {
+	case tracked && prev.floor:
+		// A message at or below the floor was published as the
+		// subscription began: new here, delivered. One beyond the next
+		// offset means some were lost on the way. An empty floor is the
+		// start of any epoch.
+		if (prev.epoch == next.Epoch || prev.epoch == "") && next.Offset > prev.offset+1 {
+			b.fill(ctx, channel, last, next.Offset-1)
+		}
+	case tracked && prev.epoch == next.Epoch:
+		if next.Offset <= prev.offset {
 			return false
 		}
-		if next.Offset > last.offset+1 {
+		if next.Offset > prev.offset+1 {
 			b.fill(ctx, channel, last, next.Offset-1)
 		}
 	}
 	b.mu.Lock()
-	last.offset, last.epoch = next.Offset, next.Epoch
+	last.offset, last.epoch, last.floor = next.Offset, next.Epoch, false
 	b.mu.Unlock()
 	return true
 }
@@ -151,7 +188,9 @@ func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.Stream
 func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo uint64) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	b.mu.Lock()
 	since := wspush.StreamPosition{Offset: last.offset, Epoch: last.epoch}
+	b.mu.Unlock()
 	res, err := b.History(ctx, channel, wspush.HistoryQuery{Since: &since})
 	if err != nil || !res.Complete {
 		b.logger.Warn("messages lost for this node: the history does not cover the gap", "channel", channel, "after", last.offset, "err", err)
@@ -162,7 +201,7 @@ func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo 
 		}
 		b.handler.HandleMessage(m)
 		b.mu.Lock()
-		last.offset = m.Offset
+		last.offset, last.epoch, last.floor = m.Offset, m.Epoch, false
 		b.mu.Unlock()
 	}
 }
@@ -179,8 +218,9 @@ func (b *Broker) resyncAll(ctx context.Context) {
 	for _, ch := range chans {
 		b.mu.Lock()
 		last := b.streams[ch]
+		read := last != nil && (last.epoch != "" || last.floor)
 		b.mu.Unlock()
-		if last != nil && last.epoch != "" {
+		if read {
 			b.fill(ctx, ch, last, 0)
 		}
 	}
