@@ -59,3 +59,28 @@ func BenchmarkPublishOneRoundTripEach(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHistoryPosition is the read a subscribe to a channel with
+// history makes for its reply's position (the newest message, limit 1),
+// one call at a time: its latency, on a channel holding 100 messages.
+func BenchmarkHistoryPosition(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	br := newBroker(b, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx, wspush.HandlerFunc(func(*wspush.Message) {})) }()
+	defer func() { cancel(); <-done }()
+	for br.Ready() != nil {
+	}
+	for range 100 {
+		if _, err := br.Publish(ctx, &wspush.Message{Channel: "h", Data: []byte(`{"n":1}`)}, keep); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := br.History(ctx, "h", wspush.HistoryQuery{Limit: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

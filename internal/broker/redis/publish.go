@@ -43,51 +43,56 @@ func newEpoch() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// History reads channel's history from Redis.
+// History reads channel's history from Redis. The meta hash and the
+// stream are read in one MULTI/EXEC: between two separate reads the
+// history could expire and a publish start a new epoch, whose entries
+// (offsets from 1 again) would then be returned under the old epoch.
 func (b *Broker) History(ctx context.Context, channel string, q wspush.HistoryQuery) (wspush.HistoryResult, error) {
-	meta, err := b.client.HMGet(ctx, b.metaKey(channel), "e", "s", "t").Result()
+	limit := int64(q.Limit)
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	var meta *goredis.SliceCmd
+	var entriesCmd *goredis.XMessageSliceCmd
+	_, err := b.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		meta = p.HMGet(ctx, b.metaKey(channel), "e", "s", "t")
+		if q.Since == nil {
+			entriesCmd = p.XRevRangeN(ctx, b.streamKey(channel), "+", "-", limit)
+		} else {
+			entriesCmd = p.XRangeN(ctx, b.streamKey(channel), "("+strconv.FormatUint(q.Since.Offset, 10)+"-1", "+", limit)
+		}
+		return nil
+	})
 	if err != nil {
 		return wspush.HistoryResult{}, unavailable("history", err)
 	}
 	var res wspush.HistoryResult
-	epoch, _ := meta[0].(string)
-	top, _ := strconv.ParseUint(str(meta[1]), 10, 64)
-	ttl, _ := strconv.ParseInt(str(meta[2]), 10, 64)
+	epoch, _ := meta.Val()[0].(string)
+	top, _ := strconv.ParseUint(str(meta.Val()[1]), 10, 64)
+	ttl, _ := strconv.ParseInt(str(meta.Val()[2]), 10, 64)
 	res.Position = wspush.StreamPosition{Offset: top, Epoch: epoch}
 	fresh := q.Since != nil && *q.Since == (wspush.StreamPosition{})
 	if epoch == "" {
 		res.Complete = fresh
 		return res, nil
 	}
-	limit := int64(q.Limit)
-	if limit <= 0 {
-		limit = 1 << 30
-	}
 	oldest := time.Now().UnixMilli() - ttl // entries before it expired
-	var entries []goredis.XMessage
-	switch {
-	case q.Since == nil:
-		entries, err = b.client.XRevRangeN(ctx, b.streamKey(channel), "+", "-", limit).Result()
+	entries := entriesCmd.Val()
+	if q.Since == nil {
 		for i, j := 0, len(entries)-1; i < j; i, j = i+1, j-1 {
 			entries[i], entries[j] = entries[j], entries[i]
 		}
-	default:
+	} else {
 		since := *q.Since
 		if !fresh && (since.Epoch != epoch || since.Offset > top) {
 			return res, nil // another epoch, or an offset never given
 		}
-		entries, err = b.client.XRangeN(ctx, b.streamKey(channel), "("+strconv.FormatUint(since.Offset, 10)+"-1", "+", limit).Result()
-		if err == nil {
-			res.Complete = since.Offset == top ||
-				len(entries) > 0 && entryOffset(entries[0]) == since.Offset+1 && entryTime(entries[0]) > oldest
-		}
-	}
-	if err != nil {
-		return wspush.HistoryResult{}, unavailable("history", err)
+		res.Complete = since.Offset == top ||
+			len(entries) > 0 && entryOffset(entries[0]) == since.Offset+1 && entryTime(entries[0]) > oldest
 	}
 	for _, e := range entries {
-		if entryTime(e) <= oldest || entryOffset(e) > top {
-			continue // expired but not trimmed yet; or published after the meta was read
+		if entryTime(e) <= oldest {
+			continue // expired but not trimmed yet
 		}
 		d, _ := e.Values["d"].(string)
 		res.Messages = append(res.Messages, &wspush.Message{Channel: channel, Data: []byte(d), Offset: entryOffset(e), Epoch: epoch})

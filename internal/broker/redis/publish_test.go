@@ -219,3 +219,59 @@ func TestReadyAgainAfterRedisPauses(t *testing.T) {
 		t.Fatalf("Subscribe after Redis resumed: %v", err)
 	}
 }
+
+// TestHistoryNeverMixesEpochs reads the history of a channel whose history
+// expires between publishes, so that nearly every publish starts a new
+// epoch: every message a read returns must be the one published at its
+// offset in its epoch. Read in two steps, meta then stream, a read that
+// straddled a new epoch returned the new epoch's entries under the old
+// one.
+func TestHistoryNeverMixesEpochs(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a := newBroker(t, srv.URL)
+	run(t, a, &collector{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	brief := wspush.PublishOptions{HistorySize: 10, HistoryTTL: time.Millisecond}
+	var mu sync.Mutex
+	published := map[wspush.StreamPosition]string{}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			d := strconv.Itoa(i)
+			pos, err := a.Publish(ctx, &wspush.Message{Channel: "e", Data: []byte(d)}, brief)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			published[pos] = d
+			mu.Unlock()
+		}
+	})
+	reads, checked := 0, 0
+	for ctx.Err() == nil {
+		res, err := a.History(ctx, "e", wspush.HistoryQuery{})
+		if err != nil {
+			break
+		}
+		reads++
+		mu.Lock()
+		for _, m := range res.Messages {
+			want, ok := published[m.Position()]
+			if ok && want != string(m.Data) {
+				mu.Unlock()
+				t.Fatalf("read %d: offset %d of epoch %s holds %q, published as %q", reads, m.Offset, m.Epoch, m.Data, want)
+			}
+			if ok {
+				checked++
+			}
+		}
+		mu.Unlock()
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("%d reads, %d messages checked", reads, checked)
+	if checked == 0 {
+		t.Fatal("no message checked")
+	}
+}
