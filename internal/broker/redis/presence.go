@@ -107,18 +107,51 @@ func (b *Broker) refreshPresence(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		byChannel := map[string][]wspush.ClientInfo{}
+		b.refreshPresenceOnce(ctx)
+	}
+}
+
+// refreshPresenceOnce re-adds this node's presence entries. An entry
+// removed while its refresh was on the way may have been written back
+// after the removal reached Redis, a ghost that would stay for a TTL: it
+// is removed again once the write is done.
+func (b *Broker) refreshPresenceOnce(ctx context.Context) {
+	byChannel := map[string][]wspush.ClientInfo{}
+	b.mu.Lock()
+	for k, c := range b.local {
+		byChannel[k.channel] = append(byChannel[k.channel], c)
+	}
+	b.mu.Unlock()
+	for ch, clients := range byChannel {
+		wctx, cancel := context.WithTimeout(ctx, opTimeout)
+		if err := b.writePresence(wctx, ch, clients, b.cfg.PresenceTTL); err != nil {
+			b.logger.Debug("presence refresh failed", "channel", ch, "err", err)
+		}
+		var gone []any
 		b.mu.Lock()
-		for k, c := range b.local {
-			byChannel[k.channel] = append(byChannel[k.channel], c)
+		for _, c := range clients {
+			if _, ok := b.local[presenceKey{ch, c.ClientID}]; !ok {
+				gone = append(gone, c.ClientID)
+			}
 		}
 		b.mu.Unlock()
-		for ch, clients := range byChannel {
-			wctx, cancel := context.WithTimeout(ctx, opTimeout)
-			if err := b.writePresence(wctx, ch, clients, b.cfg.PresenceTTL); err != nil {
-				b.logger.Debug("presence refresh failed", "channel", ch, "err", err)
+		if len(gone) > 0 {
+			if _, err := b.client.Pipelined(wctx, func(p goredis.Pipeliner) error {
+				p.ZRem(wctx, b.presenceZ(ch), gone...)
+				p.HDel(wctx, b.presenceH(ch), anyStrings(gone)...)
+				return nil
+			}); err != nil {
+				b.logger.Debug("presence refresh: removing entries left meanwhile failed", "channel", ch, "err", err)
 			}
-			cancel()
 		}
+		cancel()
 	}
+}
+
+func anyStrings(v []any) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = x.(string)
+	}
+	return out
 }

@@ -276,3 +276,49 @@ func TestSerialDelivery(t *testing.T) {
 		t.Fatal("the Redis broker does not report serial delivery")
 	}
 }
+
+// TestNoPresenceGhostAfterARacingRefresh: a client that leaves while the
+// node refreshes its presence entries is not written back by the refresh.
+// It used to be, when the refresh's write reached Redis after the
+// removal: a ghost in the channel's presence for a whole TTL (a minute).
+func TestNoPresenceGhostAfterARacingRefresh(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a := newBroker(t, srv.URL)
+	run(t, a, &collector{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			a.RefreshPresenceNow(context.Background())
+		}
+	})
+	for g := range 4 {
+		wg.Go(func() {
+			bg := context.Background()
+			for i := 0; ctx.Err() == nil; i++ {
+				c := wspush.ClientInfo{ClientID: fmt.Sprintf("c%d-%d", g, i)}
+				if err := a.AddPresence(bg, "p", c, 0); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := a.RemovePresence(bg, "p", c.ClientID); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, err := a.Presence(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		ids := []string{}
+		for id := range got {
+			ids = append(ids, id)
+		}
+		t.Fatalf("%d clients in presence after every one left: %v", len(got), ids)
+	}
+}
