@@ -25,17 +25,31 @@ func (b *Broker) AddPresence(ctx context.Context, channel string, c wspush.Clien
 	return b.writePresence(ctx, channel, []wspush.ClientInfo{c}, ttl)
 }
 
+// extendScript sets the expiry of each key to ARGV[1] ms unless it has a
+// later one: the keys of a channel's presence live as long as its
+// longest-lived entry, whatever presence_ttl each node has.
+var extendScript = goredis.NewScript(`
+for i = 1, #KEYS do
+  if redis.call("pttl", KEYS[i]) < tonumber(ARGV[1]) then
+    redis.call("pexpire", KEYS[i], ARGV[1])
+  end
+end
+return 0
+`)
+
 // writePresence adds or refreshes entries of channel for ttl.
 func (b *Broker) writePresence(ctx context.Context, channel string, clients []wspush.ClientInfo, ttl time.Duration) error {
 	expires := float64(time.Now().Add(ttl).UnixMilli())
+	keys := []string{b.presenceZ(channel), b.presenceH(channel)}
 	_, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, c := range clients {
 			info, _ := json.Marshal(c)
-			p.ZAdd(ctx, b.presenceZ(channel), goredis.Z{Score: expires, Member: c.ClientID})
-			p.HSet(ctx, b.presenceH(channel), c.ClientID, info)
+			p.ZAdd(ctx, keys[0], goredis.Z{Score: expires, Member: c.ClientID})
+			p.HSet(ctx, keys[1], c.ClientID, info)
 		}
-		p.PExpire(ctx, b.presenceZ(channel), ttl)
-		p.PExpire(ctx, b.presenceH(channel), ttl)
+		// EVAL, not EVALSHA: in a pipeline nothing would resend the script
+		// after a NOSCRIPT. Redis compiles it once and keeps it.
+		extendScript.Eval(ctx, p, keys, ttl.Milliseconds())
 		return nil
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/wspush/wspush"
@@ -320,5 +321,46 @@ func TestNoPresenceGhostAfterARacingRefresh(t *testing.T) {
 			ids = append(ids, id)
 		}
 		t.Fatalf("%d clients in presence after every one left: %v", len(got), ids)
+	}
+}
+
+// TestPresenceKeysOutliveTheShortestTTL: two nodes with different
+// presence TTLs write to one channel's presence; the channel's keys live
+// as long as the longer one. They used to take the TTL of the last write,
+// so a node with a short TTL could expire the entries of one with a long
+// TTL, all at once.
+func TestPresenceKeysOutliveTheShortestTTL(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	long, err := redis.New(logger, redis.Config{URL: srv.URL, PresenceTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := redis.New(logger, redis.Config{URL: srv.URL, PresenceTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, long, &collector{})
+	run(t, short, &collector{})
+	ctx := context.Background()
+	if err := long.AddPresence(ctx, "p", wspush.ClientInfo{ClientID: "l"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := short.AddPresence(ctx, "p", wspush.ClientInfo{ClientID: "s"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	for _, key := range []string{"wspush:presence:z:{p}", "wspush:presence:h:{p}"} {
+		ttl, err := admin.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl < 30*time.Second {
+			t.Errorf("%s expires in %v after the short-TTL node's write, want about a minute", key, ttl)
+		}
+	}
+	got, err := long.Presence(ctx, "p")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("presence %v %v, want both clients", got, err)
 	}
 }
