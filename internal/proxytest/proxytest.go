@@ -1,13 +1,15 @@
 // Package proxytest runs TCP proxies on 127.0.0.1 for tests that need a
 // connection to fail: a test cuts every connection through a proxy, keeps
 // new ones out for as long as it likes, and lets them through again,
-// possibly to another server.
+// possibly to another server; or it freezes the connections open at the
+// time, which then carry nothing either way but stay open, as when the
+// peer's host is gone without a word.
 package proxytest
 
 import (
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,8 +19,8 @@ type Proxy struct {
 	wg sync.WaitGroup // the accept loop and the copies
 
 	mu     sync.Mutex
-	target string // "" while down
-	conns  map[net.Conn]struct{}
+	target string                    // "" while down
+	conns  map[net.Conn]*atomic.Bool // each end's pair's frozen flag
 }
 
 // Start runs a proxy to target on 127.0.0.1:0 until the test ends.
@@ -28,7 +30,7 @@ func Start(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]*atomic.Bool{}}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -66,16 +68,29 @@ func (p *Proxy) accept() {
 			s.Close()
 			continue
 		}
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+		frozen := &atomic.Bool{}
+		p.conns[c], p.conns[s] = frozen, frozen
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(s, c) })
-		p.wg.Go(func() { p.pipe(c, s) })
+		p.wg.Go(func() { p.pipe(s, c, frozen) })
+		p.wg.Go(func() { p.pipe(c, s, frozen) })
 	}
 }
 
-// pipe copies src to dst until either ends, then closes both.
-func (p *Proxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+// pipe copies src to dst until either ends, then closes both. Once
+// frozen, it drops what it reads.
+func (p *Proxy) pipe(dst, src net.Conn, frozen *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -92,6 +107,17 @@ func (p *Proxy) Down() {
 	for c := range p.conns {
 		c.Close()
 		delete(p.conns, c)
+	}
+}
+
+// Freeze stops the connections open now from carrying anything, without
+// closing them: what either end sends is read and dropped. New
+// connections are not affected.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.conns {
+		f.Store(true)
 	}
 }
 

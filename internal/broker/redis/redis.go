@@ -51,6 +51,8 @@ const (
 	maxBackoff = 5 * time.Second
 	// opTimeout bounds a Redis call made by the broker on its own.
 	opTimeout = 5 * time.Second
+	// DefaultReplaceAfter is Config.ReplaceAfter's default.
+	DefaultReplaceAfter = 15 * time.Second
 )
 
 // Config configures a Broker.
@@ -63,6 +65,14 @@ type Config struct {
 	// PresenceTTL is the lifetime of a presence entry between refreshes
 	// (default one minute); the node refreshes its entries every third of it.
 	PresenceTTL time.Duration
+	// ReplaceAfter is how long the PUB/SUB connection may stay silent,
+	// its pings unanswered, before the node gives up on it and dials a
+	// new one (default 15 s). A paused Redis answers again on the same
+	// connection; a connection whose peer is gone without a word (a host
+	// that died, a failover to another machine, a NAT that forgot it)
+	// would otherwise be kept until the kernel gives up on it, some 15
+	// minutes, with the node not ready all along.
+	ReplaceAfter time.Duration
 }
 
 // Broker is the Redis broker. Create it with New, then run Run.
@@ -76,6 +86,7 @@ type Broker struct {
 
 	mu      sync.Mutex
 	ps      *goredis.PubSub            // set while Run runs
+	subs    map[string]bool            // the Redis channels subscribed, but for the broadcast one
 	waiters map[string][]chan struct{} // SUBSCRIBE confirmations awaited, by Redis channel
 	streams map[string]*position       // last delivered position, by wspush channel with history
 	local   map[presenceKey]wspush.ClientInfo
@@ -112,6 +123,9 @@ func New(logger *slog.Logger, cfg Config) (*Broker, error) {
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = DefaultPresenceTTL
 	}
+	if cfg.ReplaceAfter <= 0 {
+		cfg.ReplaceAfter = DefaultReplaceAfter
+	}
 	opts, err := goredis.ParseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
@@ -129,6 +143,7 @@ func New(logger *slog.Logger, cfg Config) (*Broker, error) {
 		cfg:     cfg,
 		logger:  logger,
 		client:  goredis.NewClient(opts),
+		subs:    map[string]bool{},
 		waiters: map[string][]chan struct{}{},
 		streams: map[string]*position{},
 		local:   map[presenceKey]wspush.ClientInfo{},
@@ -165,6 +180,7 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	defer func() {
 		b.ready.Store(false)
 		b.mu.Lock()
+		ps := b.ps
 		b.ps = nil
 		b.handler = nil
 		for ch, ws := range b.waiters {
@@ -179,7 +195,12 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	}()
 
 	// A blocked receive does not watch ctx: closing the connection ends it.
-	stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	stopClose := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		ps := b.ps
+		b.mu.Unlock()
+		_ = ps.Close()
+	})
 	defer stopClose()
 
 	var wg sync.WaitGroup
@@ -195,11 +216,21 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	pinged := false
 	resync := false  // a connection was lost: what came meanwhile must be read
 	stalled := false // readiness was lost to silence, on a connection go-redis keeps
+	var silentSince time.Time
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if isTimeout(err) && silentSince.IsZero() {
+				silentSince = time.Now()
+			}
+			if isTimeout(err) && time.Since(silentSince) >= b.cfg.ReplaceAfter {
+				ps = b.replacePubSub(ctx, time.Since(silentSince))
+				silentSince, pinged, stalled, resync = time.Time{}, false, false, true
+				b.ready.Store(false)
+				continue
 			}
 			if isTimeout(err) && !pinged {
 				pinged = true
@@ -212,6 +243,9 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 			stalled = isTimeout(err)
 			resync = true
 			pinged = false
+			if !stalled {
+				silentSince = time.Time{}
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
@@ -220,6 +254,7 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 			continue
 		}
 		pinged = false
+		silentSince = time.Time{}
 		backoff = 100 * time.Millisecond
 		if stalled && !b.ready.Load() {
 			// The connection that went silent (a paused Redis) answers
@@ -253,6 +288,29 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 		}
 	}
 	return nil
+}
+
+// replacePubSub gives up on the PUB/SUB connection, silent for silence,
+// and opens another that subscribes to every channel again; its
+// confirmation of the broadcast channel makes the node ready, after a
+// resync. It returns the new one.
+func (b *Broker) replacePubSub(ctx context.Context, silence time.Duration) *goredis.PubSub {
+	b.logger.Warn("redis connection silent; replacing it", "silent", silence.Round(time.Second), "addr", b.client.Options().Addr)
+	b.mu.Lock()
+	old := b.ps
+	chans := []string{b.broadcastChannel()}
+	for key := range b.subs {
+		chans = append(chans, key)
+	}
+	b.mu.Unlock()
+	// Subscribe dials; an error is left for the receive loop to meet
+	// and retry, the channels being recorded all the same.
+	ps := b.client.Subscribe(ctx, chans...)
+	b.mu.Lock()
+	b.ps = ps
+	b.mu.Unlock()
+	_ = old.Close()
+	return ps
 }
 
 func isTimeout(err error) bool {

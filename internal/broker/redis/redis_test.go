@@ -364,3 +364,37 @@ func TestPresenceKeysOutliveTheShortestTTL(t *testing.T) {
 		t.Fatalf("presence %v %v, want both clients", got, err)
 	}
 }
+
+// TestSilentConnectionReplaced: a PUB/SUB connection that stays open but
+// carries nothing more (its peer gone without a FIN or a reset) is given
+// up after ReplaceAfter; the node dials again, subscribes to its channels
+// and is ready. It used to keep the connection until the kernel gave up,
+// some 15 minutes, not ready all along.
+func TestSilentConnectionReplaced(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := proxytest.Start(t, srv.Addr)
+	a, err := redis.New(logger, redis.Config{URL: "redis://" + proxy.Addr(), ReplaceAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t, srv.URL)
+	got := &collector{}
+	run(t, a, got)
+	run(t, b, &collector{})
+	ctx := context.Background()
+	if err := a.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Freeze()
+	if _, err := b.Publish(ctx, &wspush.Message{Channel: "g", Data: []byte("1")}, keep); err != nil {
+		t.Fatal(err)
+	}
+	// Only a new connection can bring it: the frozen one carries nothing.
+	waitFor(t, 20*time.Second, "the message, on a new connection", func() bool { return len(got.offsets()) == 1 })
+	waitFor(t, 5*time.Second, "node a ready", func() bool { return a.Ready() == nil })
+	if _, err := b.Publish(ctx, &wspush.Message{Channel: "g", Data: []byte("2")}, keep); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a live message on the new connection", func() bool { return len(got.offsets()) == 2 })
+	checkSequence(t, got.offsets(), 2)
+}

@@ -22,6 +22,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	}
 	w := make(chan struct{})
 	b.waiters[key] = append(b.waiters[key], w)
+	b.subs[key] = true
 	b.mu.Unlock()
 	err := ps.Subscribe(ctx, key)
 	if err == nil {
@@ -36,6 +37,12 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	}
 	if err != nil {
 		b.dropWaiter(key, w)
+		b.mu.Lock()
+		delete(b.subs, key)
+		if b.ps != nil {
+			ps = b.ps // the current one: the connection may have been replaced meanwhile
+		}
+		b.mu.Unlock()
 		_ = ps.Unsubscribe(context.WithoutCancel(ctx), key) // not resubscribed on reconnect
 		return unavailable("subscribe", err)
 	}
@@ -72,6 +79,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
 	b.mu.Lock()
 	ps := b.ps
 	delete(b.streams, channel)
+	delete(b.subs, b.pubsubChannel(channel))
 	b.mu.Unlock()
 	if ps == nil {
 		return nil
