@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,6 +253,200 @@ func TestClusterOverNATS(t *testing.T) {
 	for _, c := range []*wsConn{ca, cb} {
 		if f := c.nextMessage(); string(f.Data) != `"from b"` {
 			t.Fatalf("message from node b: %+v", f)
+		}
+	}
+}
+
+// pubsubGate is a TCP proxy to Redis that can hold back what Redis sends
+// on the PUB/SUB connection (the one that sent SUBSCRIBE), as a slow
+// network or a busy subscriber goroutine does, while every other
+// connection flows.
+type pubsubGate struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	paused bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startPubsubGate(t *testing.T, target string) *pubsubGate {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &pubsubGate{ln: ln, target: target}
+	g.cond = sync.NewCond(&g.mu)
+	g.wg.Add(1)
+	go g.accept()
+	t.Cleanup(func() {
+		g.resume()
+		ln.Close()
+		g.mu.Lock()
+		for _, c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
+		g.wg.Wait()
+	})
+	return g
+}
+
+func (g *pubsubGate) URL() string { return "redis://" + g.ln.Addr().String() }
+
+func (g *pubsubGate) pause() { g.mu.Lock(); g.paused = true; g.mu.Unlock() }
+func (g *pubsubGate) resume() {
+	g.mu.Lock()
+	g.paused = false
+	g.mu.Unlock()
+	g.cond.Broadcast()
+}
+
+func (g *pubsubGate) accept() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", g.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		g.mu.Lock()
+		g.conns = append(g.conns, c, s)
+		g.mu.Unlock()
+		var pubsub atomic.Bool
+		g.wg.Add(2)
+		go func() { // client -> redis
+			defer g.wg.Done()
+			defer s.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if bytes.Contains(bytes.ToLower(buf[:n]), []byte("\r\nsubscribe\r\n")) {
+						pubsub.Store(true)
+					}
+					if _, werr := s.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		go func() { // redis -> client, held while paused on the PUB/SUB connection
+			defer g.wg.Done()
+			defer c.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 {
+					if pubsub.Load() {
+						g.mu.Lock()
+						for g.paused {
+							g.cond.Wait()
+						}
+						g.mu.Unlock()
+					}
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// nextNonPresence returns the next frame that is not a join or leave, or fails.
+func nextNonPresence(p *pump) frame {
+	for {
+		if f := p.next(); f.Type != "join" && f.Type != "leave" {
+			return f
+		}
+	}
+}
+
+// TestLaggingPubSubNoDuplicate: a message whose PUB/SUB delivery to the
+// node lags behind the history the subscribe read is not delivered again,
+// live, after a recovery that replayed it. It used to be: m1 twice, the
+// second time at an offset not after the reply's.
+func TestLaggingPubSubNoDuplicate(t *testing.T) {
+	redis := redistest.Start(t, redistest.Options{})
+	gate := startPubsubGate(t, redis.Addr)
+	cfg := clusterConfig(t)
+	s := startServer(t, "--broker", "redis", "--redis-url", gate.URL(), "--config", cfg)
+	waitReadyz(t, s, 200)
+
+	// Someone on this node is subscribed already: the node's Redis
+	// subscription is live, a second subscribe makes no broker call.
+	x := dial(t, s.WS, nil)
+	x.subscribe("chat:dup")
+
+	gate.pause() // PUB/SUB deliveries to this node lag
+	p1 := publishAt(t, s, "chat:dup", `"m1"`)
+
+	y := dial(t, s.WS, nil).pump()
+	r := y.call(1, `{"id":1,"op":"subscribe","channel":"chat:dup","since":{"offset":0,"epoch":""}}`)
+	if !r.OK || r.Recovered == nil || !*r.Recovered || r.Offset != p1.Offset {
+		t.Fatalf("subscribe reply %s, want recovered up to offset %d", r.raw, p1.Offset)
+	}
+	if f := nextNonPresence(y); f.Type != "message" || f.Offset != p1.Offset {
+		t.Fatalf("recovered frame %s, want m1 at offset %d", f.raw, p1.Offset)
+	}
+	gate.resume() // the lagging delivery of m1 arrives
+	publishAt(t, s, "chat:dup", `"m2"`)
+	if f := nextNonPresence(y); f.Offset != p1.Offset+1 {
+		t.Fatalf("after recovering m1 (offset %d) the next push is %s: want m2 at offset %d; a duplicate, at an offset not after the reply's", p1.Offset, f.raw, p1.Offset+1)
+	}
+}
+
+// TestRecoveryAcrossHistorySizes: where the channel's Redis stream holds
+// more than this node's history_size (another node keeps more: a rolling
+// config change), recovery replays everything up to the reply's offset,
+// or says "recovered":false. It used to say true and skip messages.
+func TestRecoveryAcrossHistorySizes(t *testing.T) {
+	redis := redistest.Start(t, redistest.Options{})
+	big := writeConfig(t, "namespaces:\n  - name: chat\n    history_size: 100\n    client_publish: true\n")
+	small := writeConfig(t, "namespaces:\n  - name: chat\n    history_size: 10\n    client_publish: true\n")
+	a := startServer(t, "--broker", "redis", "--redis-url", redis.URL, "--config", big)
+	b := startServer(t, "--broker", "redis", "--redis-url", redis.URL, "--config", small)
+	waitReadyz(t, a, 200)
+	waitReadyz(t, b, 200)
+	var since position
+	for i := 1; i <= 30; i++ {
+		p := publishAt(t, a, "chat:gap", fmt.Sprint(i))
+		if i == 5 {
+			since = p
+		}
+	}
+	c := dial(t, b.WS, nil).pump()
+	r := c.call(1, `{"id":1,"op":"subscribe","channel":"chat:gap","since":`+since.since()+`}`)
+	if !r.OK {
+		t.Fatalf("subscribe: %s", r.raw)
+	}
+	if r.Recovered == nil || !*r.Recovered {
+		return // not recovered: the client knows to reload
+	}
+	sentinel := publishAt(t, b, "chat:gap", `"live"`) // ends the replay, whatever it held
+	var offs []uint64
+	for {
+		f := nextNonPresence(c)
+		offs = append(offs, f.Offset)
+		if f.Offset >= sentinel.Offset {
+			break
+		}
+	}
+	for i, o := range offs {
+		if o != since.Offset+1+uint64(i) {
+			t.Fatalf("reply %s (recovered:true from offset %d); offsets received: %v: a gap", r.raw, since.Offset, offs)
 		}
 	}
 }

@@ -40,8 +40,8 @@ func TestFailedJoinDropsItsPushes(t *testing.T) {
 	if err == nil {
 		t.Fatal("join succeeded; want the broker's failure")
 	}
-	if s.held != nil || s.nheld.Load() != 0 {
-		t.Fatalf("after a failed join: held %v, nheld %d; want nil, 0", s.held, s.nheld.Load())
+	if s.held != nil || s.nwatch.Load() != 0 {
+		t.Fatalf("after a failed join: held %v, nwatch %d; want nil, 0", s.held, s.nwatch.Load())
 	}
 	if _, ok := s.channels["a"]; ok {
 		t.Fatal("a failed join left the channel in the session's list")

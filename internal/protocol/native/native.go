@@ -176,7 +176,7 @@ func (p *Protocol) Open(c *ws.Conn, channels []string) ws.Session {
 		c.Send(p.enc.reply(nil, err))
 	}
 	for _, ch := range joined {
-		s.release(ch, 0)
+		s.release(ch, wspush.StreamPosition{})
 		s.announce(ctx, ch, wspush.KindJoin)
 	}
 	return s

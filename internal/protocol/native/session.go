@@ -28,9 +28,20 @@ type session struct {
 
 	// Pushes of channels whose subscription is being set up are held here
 	// and released after the subscribe reply (and recovered messages).
+	// After the release, a channel with history keeps a floor, the reply's
+	// position, until a push past it comes: a push at or below it that
+	// comes late (a node's PUB/SUB can lag behind the history it read, or
+	// a publisher's fan-out behind its append) was in the history already.
 	heldMu sync.Mutex
 	held   map[string][]heldPush
-	nheld  atomic.Int32 // len(held), read without the lock on every push
+	floors []channelFloor // few: the channels subscribed last, until their next push
+	nwatch atomic.Int32   // len(held) + len(floors), read without the lock on every push
+}
+
+// channelFloor is the position a channel's subscription began at.
+type channelFloor struct {
+	channel string
+	pos     wspush.StreamPosition
 }
 
 // heldPush is a push waiting for its channel's subscription to be set up.
@@ -60,7 +71,7 @@ func (s *session) SendNow(m *wspush.Message, frame []byte) bool {
 // send queues frame, or holds it while m's channel is being subscribed
 // with a position; with now, it writes it at once if it can (ws.SendNow).
 func (s *session) send(m *wspush.Message, frame []byte, now bool) bool {
-	if s.nheld.Load() > 0 && !m.Broadcast {
+	if s.nwatch.Load() > 0 && !m.Broadcast {
 		s.heldMu.Lock()
 		if held, ok := s.held[m.Channel]; ok {
 			if len(held) >= maxHeld {
@@ -71,6 +82,19 @@ func (s *session) send(m *wspush.Message, frame []byte, now bool) bool {
 			s.held[m.Channel] = append(held, heldPush{m, frame})
 			s.heldMu.Unlock()
 			return true
+		}
+		if m.Offset > 0 {
+			for i, f := range s.floors {
+				if f.channel != m.Channel {
+					continue
+				}
+				if f.pos.Epoch == m.Epoch && m.Offset <= f.pos.Offset {
+					s.heldMu.Unlock()
+					return true // the client has it: replayed, or before the reply's position
+				}
+				s.dropFloorLocked(i) // past it: the pushes that follow are too
+				break
+			}
 		}
 		s.heldMu.Unlock()
 	}
@@ -88,16 +112,18 @@ func (s *session) hold(ch string) {
 	}
 	if _, ok := s.held[ch]; !ok {
 		s.held[ch] = nil
-		s.nheld.Add(1)
+		s.nwatch.Add(1)
 	}
 	s.heldMu.Unlock()
 }
 
 // release sends the held pushes of ch after the given frames, skipping
-// publications at or before offset after (the client has them already), and
-// lets the next ones through directly. Holding the lock meanwhile keeps
-// concurrent pushes behind the released ones.
-func (s *session) release(ch string, after uint64, frames ...[]byte) {
+// publications at or before the position at (the client has them
+// already), and lets the next ones through directly; for a channel with
+// history, those at or before at still are dropped, until one past it
+// comes. Holding the lock meanwhile keeps concurrent pushes behind the
+// released ones.
+func (s *session) release(ch string, at wspush.StreamPosition, frames ...[]byte) {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
 	for _, f := range frames {
@@ -107,12 +133,19 @@ func (s *session) release(ch string, after uint64, frames ...[]byte) {
 	if !ok {
 		return
 	}
+	past := false // a push past at went out: later ones are past it too
 	for _, h := range held {
-		if h.m.Offset == 0 || h.m.Offset > after {
+		if h.m.Offset == 0 || h.m.Offset > at.Offset {
 			s.conn.Send(h.frame)
+			past = past || h.m.Offset > 0
 		}
 	}
 	s.unholdLocked(ch)
+	if at.Epoch != "" && !past {
+		s.dropFloor(ch)
+		s.floors = append(s.floors, channelFloor{ch, at})
+		s.nwatch.Add(1)
+	}
 }
 
 // unholdLocked stops holding the pushes of ch, which are held. s.heldMu
@@ -122,7 +155,29 @@ func (s *session) unholdLocked(ch string) {
 	if len(s.held) == 0 {
 		s.held = nil // an idle connection keeps no map (~400 bytes)
 	}
-	s.nheld.Add(-1)
+	s.nwatch.Add(-1)
+}
+
+// dropFloor forgets the floor of ch, if it has one. s.heldMu is held.
+func (s *session) dropFloor(ch string) {
+	for i, f := range s.floors {
+		if f.channel == ch {
+			s.dropFloorLocked(i)
+			return
+		}
+	}
+}
+
+// dropFloorLocked forgets floor i. s.heldMu is held.
+func (s *session) dropFloorLocked(i int) {
+	last := len(s.floors) - 1
+	s.floors[i] = s.floors[last]
+	s.floors[last] = channelFloor{}
+	s.floors = s.floors[:last]
+	if last == 0 {
+		s.floors = nil
+	}
+	s.nwatch.Add(-1)
 }
 
 // discard stops holding the pushes of ch and drops those held: the
@@ -161,6 +216,9 @@ func (s *session) join(ctx context.Context, ch string, opts wspush.ChannelOption
 // leave unsubscribes the session from ch and tells the others.
 func (s *session) leave(ctx context.Context, ch string) {
 	delete(s.channels, ch)
+	s.heldMu.Lock()
+	s.dropFloor(ch) // a later subscribe starts from its own position
+	s.heldMu.Unlock()
 	if err := s.proto.hub.Unsubscribe(ctx, ch, s); err != nil {
 		s.proto.logger.Warn("broker unsubscribe failed", "channel", ch, "err", err)
 	}
@@ -266,26 +324,28 @@ func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
 		if cmd.Since != nil {
 			extra = func(b []byte) []byte { return append(b, `,"recovered":false`...) }
 		}
-		s.release(cmd.Channel, 0, s.proto.enc.replyWith(cmd.ID, nil, extra))
+		s.release(cmd.Channel, wspush.StreamPosition{}, s.proto.enc.replyWith(cmd.ID, nil, extra))
 		s.announce(ctx, cmd.Channel, wspush.KindJoin)
 		return
 	}
 	q := wspush.HistoryQuery{Limit: 1} // only the position, without since
 	if cmd.Since != nil {
-		// One more than may be replayed: to know when there are more.
-		q = wspush.HistoryQuery{Since: cmd.Since, Limit: min(opts.HistorySize, s.proto.cfg.RecoveryMaxMessages+1)}
+		// One more than may be replayed: to know when there are more. Not
+		// bounded by history_size: a history shared with nodes configured
+		// otherwise (a rolling change) may hold more.
+		q = wspush.HistoryQuery{Since: cmd.Since, Limit: s.proto.cfg.RecoveryMaxMessages + 1}
 	}
 	res, err := hist.History(ctx, cmd.Channel, q)
 	if err != nil {
 		s.proto.logger.Warn("history read failed", "channel", cmd.Channel, "err", err)
 		// Subscribed all the same; the client cannot trust its offsets.
-		s.release(cmd.Channel, 0, s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+		s.release(cmd.Channel, wspush.StreamPosition{}, s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
 			return append(b, `,"recovered":false`...)
 		}))
 		s.announce(ctx, cmd.Channel, wspush.KindJoin)
 		return
 	}
-	recovered := cmd.Since != nil && res.Complete
+	recovered := cmd.Since != nil && res.Complete && reaches(*cmd.Since, res)
 	frames := [][]byte{nil} // the reply, then the recovered messages
 	if recovered {
 		size := 0
@@ -308,9 +368,19 @@ func (s *session) handleSubscribe(ctx context.Context, cmd Command) {
 		}
 		return b
 	})
-	after := res.Position.Offset // live pushes at or before it are in the history
-	s.release(cmd.Channel, after, frames...)
+	s.release(cmd.Channel, res.Position, frames...) // live pushes at or before it are in the history
 	s.announce(ctx, cmd.Channel, wspush.KindJoin)
+}
+
+// reaches reports whether the messages of res, read after since, lead
+// up to res's position: recovery says so only when it replays every
+// message up to the reply's offset.
+func reaches(since wspush.StreamPosition, res wspush.HistoryResult) bool {
+	last := since.Offset
+	if n := len(res.Messages); n > 0 {
+		last = res.Messages[n-1].Offset
+	}
+	return last == res.Position.Offset
 }
 
 // checkSince validates a since position.
