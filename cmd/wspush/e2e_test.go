@@ -636,7 +636,6 @@ func TestGracefulShutdown(t *testing.T) {
 	stopped := make(chan error, 1)
 	start := time.Now()
 	go func() { stopped <- s.Stop(t) }()
-	c1.expectClose(1001)
 	eventually(t, 5*time.Second, "readyz to stop answering 200", func() bool {
 		resp, err := http.Get(s.URL + "/readyz")
 		if err != nil {
@@ -650,7 +649,13 @@ func TestGracefulShutdown(t *testing.T) {
 	if r := <-reqDone; r.Status != 200 {
 		t.Fatalf("in-flight request: %d %s", r.Status, r.Body)
 	}
+	// The publish acknowledged during the shutdown is delivered: the
+	// WebSockets close (1001) only after the API's requests are done.
+	if f := c2.nextMessage(); f.Type != "message" || string(f.Data) != `"half of the message"` {
+		t.Fatalf("subscriber got %s, want the message acknowledged during the shutdown", f.raw)
+	}
 	c2.expectClose(1001)
+	c1.expectClose(1001)
 	if err := <-stopped; err != nil {
 		t.Fatalf("run returned %v, want nil", err)
 	}

@@ -152,28 +152,33 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// First the API: no new requests, and those in flight finish while
+	// the WebSockets still deliver what they publish (an acknowledged
+	// publish reaches this node's subscribers). At most half the time goes
+	// there; then every WebSocket is closed with 1001 after its queued
+	// frames.
+	apiCtx, cancelAPI := context.WithTimeout(sctx, cfg.ShutdownTimeout/2)
+	defer cancelAPI()
 	var stopping sync.WaitGroup
 	stopping.Go(func() {
 		// Shutdown waits 5 s for a connection that has not sent a request
 		// yet (browsers open spare ones); such a connection has nothing in
 		// flight, so it is closed now.
 		fresh.closeAll()
-		if err := httpSrv.Shutdown(sctx); err != nil {
+		if err := httpSrv.Shutdown(apiCtx); err != nil {
 			logger.Warn("http shutdown incomplete", "err", err)
 			_ = httpSrv.Close()
 		}
 	})
 	stopping.Go(func() {
-		if err := front.Shutdown(sctx); err != nil {
+		if err := front.Shutdown(apiCtx); err != nil {
 			logger.Warn("api shutdown incomplete", "err", err)
 		}
 	})
-	stopping.Go(func() {
-		if err := wsSrv.Shutdown(sctx); err != nil {
-			logger.Warn("websocket shutdown incomplete: remaining connections cut off", "err", err)
-		}
-	})
 	stopping.Wait()
+	if err := wsSrv.Shutdown(sctx); err != nil {
+		logger.Warn("websocket shutdown incomplete: remaining connections cut off", "err", err)
+	}
 	stopRun()
 	wg.Wait()
 	close(errc)
