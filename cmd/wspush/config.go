@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -158,8 +159,13 @@ func (c *config) validate() error {
 	if c.MaxChannelLength <= 0 || c.MaxChannelLength > wspush.MaxChannelLength {
 		bad("max_channel_length must be 1-%d, not %d", wspush.MaxChannelLength, c.MaxChannelLength)
 	}
-	if c.ClientRateLimit <= 0 {
-		bad("client_rate_limit must be positive, not %v", c.ClientRateLimit)
+	if !(c.ClientRateLimit > 0) || math.IsInf(c.ClientRateLimit, 0) { // NaN too
+		bad("client_rate_limit must be a positive number, not %v", c.ClientRateLimit)
+	}
+	// A push over queue_max_bytes closes every connection it is sent to
+	// (4001): the largest message must fit.
+	if largest := max(c.MaxPublishSize, c.MaxFrameSize); c.QueueMaxBytes > 0 && c.QueueMaxBytes < largest+queueFrameOverhead {
+		bad("queue_max_bytes (%d) must hold the largest message (max_publish_size %d, max_frame_size %d) and its envelope: at least %d", c.QueueMaxBytes, c.MaxPublishSize, c.MaxFrameSize, largest+queueFrameOverhead)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
@@ -186,6 +192,10 @@ func (c *config) validate() error {
 	checkChannelOptions("default_namespace", c.DefaultNamespace, bad)
 	return errors.Join(errs...)
 }
+
+// queueFrameOverhead bounds what a push adds to its data: the JSON
+// envelope, a channel name of up to 255 bytes, an offset and an epoch.
+const queueFrameOverhead = 512
 
 // Limits of the per-namespace history settings.
 const (

@@ -77,10 +77,10 @@ func precedenceSettings() []precedenceSetting {
 			get: func(c config) any { return c.PingInterval }, want: [4]any{def.PingInterval, 11 * time.Second, 12 * time.Second, 13 * time.Second}},
 		{flag: "write-timeout", file: `1m`, env: "2m", arg: "3m30s",
 			get: func(c config) any { return c.WriteTimeout }, want: [4]any{def.WriteTimeout, time.Minute, 2 * time.Minute, 210 * time.Second}},
-		{flag: "max-frame-size", file: `32KiB`, env: "2MiB", arg: "1000",
-			get: func(c config) any { return c.MaxFrameSize }, want: [4]any{def.MaxFrameSize, size(32 << 10), size(2 << 20), size(1000)}},
-		{flag: "queue-max-bytes", file: `65536`, env: "128K", arg: "3MB",
-			get: func(c config) any { return c.QueueMaxBytes }, want: [4]any{def.QueueMaxBytes, size(65536), size(128 << 10), size(3 << 20)}},
+		{flag: "max-frame-size", file: `32KiB`, env: "200KiB", arg: "1000",
+			get: func(c config) any { return c.MaxFrameSize }, want: [4]any{def.MaxFrameSize, size(32 << 10), size(200 << 10), size(1000)}},
+		{flag: "queue-max-bytes", file: `131072`, env: "256K", arg: "3MB",
+			get: func(c config) any { return c.QueueMaxBytes }, want: [4]any{def.QueueMaxBytes, size(131072), size(256 << 10), size(3 << 20)}},
 		{flag: "allowed-origins", file: `["https://file.example", "https://*.file.example"]`, env: "https://env.example, https://env2.example", arg: "https://flag.example",
 			get:  func(c config) any { return c.AllowedOrigins },
 			want: [4]any{[]string(nil), []string{"https://file.example", "https://*.file.example"}, []string{"https://env.example", "https://env2.example"}, []string{"https://flag.example"}}},
@@ -221,6 +221,7 @@ ping_interval: 20s
 pong_timeout: 45s
 max_frame_size: 64KiB
 max_publish_size: 1MiB
+queue_max_bytes: 4MiB
 log_format: json
 
 default_namespace: {client_publish: false}
@@ -365,7 +366,11 @@ func TestConfigInvalid(t *testing.T) {
 		{name: "zero subscriptions", args: []string{"--max-subscriptions", "0"}, wantHas: []string{"max_subscriptions must be positive"}},
 		{name: "channel length too long", args: []string{"--max-channel-length", "256"}, wantHas: []string{"max_channel_length must be 1-255"}},
 		{name: "channel length zero", args: []string{"--max-channel-length", "0"}, wantHas: []string{"max_channel_length"}},
-		{name: "zero rate", args: []string{"--client-rate-limit", "0"}, wantHas: []string{"client_rate_limit must be positive"}},
+		{name: "zero rate", args: []string{"--client-rate-limit", "0"}, wantHas: []string{"client_rate_limit must be a positive number"}},
+		{name: "NaN rate", env: []string{"WSPUSH_CLIENT_RATE_LIMIT", "NaN"}, wantHas: []string{"client_rate_limit must be a positive number, not NaN"}},
+		{name: "infinite rate", args: []string{"--client-rate-limit", "+Inf"}, wantHas: []string{"client_rate_limit must be a positive number"}},
+		{name: "queue smaller than a message", args: []string{"--queue-max-bytes", "1KiB"}, wantHas: []string{"queue_max_bytes (1024) must hold the largest message", "at least 66048"}},
+		{name: "queue smaller than a frame", yaml: "max_frame_size: 1MiB\nqueue_max_bytes: 1MiB\n", wantHas: []string{"queue_max_bytes", "max_frame_size 1048576"}},
 		{name: "zero burst", args: []string{"--client-rate-burst", "0"}, wantHas: []string{"client_rate_burst must be positive"}},
 		{name: "origin without scheme", args: []string{"--allowed-origins", "app.example.com"}, wantHas: []string{"allowed_origins", "app.example.com"}},
 		{name: "origin with path", env: []string{"WSPUSH_ALLOWED_ORIGINS", "https://ok.example,https://app.example.com/path"}, wantHas: []string{"allowed_origins", "https://app.example.com/path"}},
