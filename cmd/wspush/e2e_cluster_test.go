@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/wspush/wspush/internal/proxytest"
 	"github.com/wspush/wspush/internal/redistest"
 )
 
@@ -449,4 +452,31 @@ func TestRecoveryAcrossHistorySizes(t *testing.T) {
 			t.Fatalf("reply %s (recovered:true from offset %d); offsets received: %v: a gap", r.raw, since.Offset, offs)
 		}
 	}
+}
+
+// TestChannelsFailingAtConnectClose1013: when the ?channels= subscriptions
+// fail at connect (the broker is unavailable), the connection is closed
+// with 1013 (try again later) and no welcome. It used to get the welcome
+// and then a reply to no command, which a client that sends commands
+// without ids takes for the reply to its first one.
+func TestChannelsFailingAtConnectClose1013(t *testing.T) {
+	redis := redistest.Start(t, redistest.Options{})
+	proxy := proxytest.Start(t, redis.Addr)
+	s := startServer(t, "--broker", "redis", "--redis-url", "redis://"+proxy.Addr())
+	waitReadyz(t, s, 200)
+	proxy.Down()
+	waitReadyz(t, s, 503)
+	c, _, err := websocket.DefaultDialer.Dial(s.WS+"?channels=news", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, b, err := c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1013 {
+		t.Fatalf("first frame %q, err %v; want a close with 1013 and no welcome", b, err)
+	}
+	// Without ?channels= the same server still welcomes.
+	dial(t, s.WS, nil)
 }

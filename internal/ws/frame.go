@@ -27,6 +27,7 @@ const (
 	ClosePolicyViolation  = 1008
 	CloseTooLarge         = 1009 // a message over the read limit
 	CloseInternalError    = 1011
+	CloseTryAgainLater    = 1013 // a transient condition: reconnect later
 	CloseSlowConsumer     = 4001 // the send queue overflowed
 	CloseAppProtocolError = 4002 // wspush protocol abuse
 	CloseForbidden        = 4003

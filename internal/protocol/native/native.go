@@ -170,11 +170,22 @@ func (p *Protocol) Open(c *ws.Conn, channels []string) ws.Session {
 		}
 		joined = append(joined, ch)
 	}
+	if len(failed) > 0 {
+		// A reply would answer no command (a client that sends commands
+		// without ids would take it for the reply to its first one), and a
+		// welcome would promise subscriptions that are not all there: the
+		// connection ends instead, the others undone, with a code that
+		// says to try again.
+		for _, ch := range joined {
+			s.discard(ch)
+			s.unsubscribe(ctx, ch)
+		}
+		p.logger.Warn("closing a connection whose ?channels= subscriptions failed", "err", failed[0])
+		c.Close(ws.CloseTryAgainLater, "subscribe failed: broker unavailable, retry")
+		return s
+	}
 	c.Send(p.enc.welcome(s.info.ClientID, s.channelList(), p.cfg.PingInterval))
 	p.hub.Connect(s) // broadcasts from now on: after the welcome
-	for _, err := range failed {
-		c.Send(p.enc.reply(nil, err))
-	}
 	for _, ch := range joined {
 		s.release(ch, wspush.StreamPosition{})
 		s.announce(ctx, ch, wspush.KindJoin)

@@ -215,6 +215,12 @@ func (s *session) join(ctx context.Context, ch string, opts wspush.ChannelOption
 
 // leave unsubscribes the session from ch and tells the others.
 func (s *session) leave(ctx context.Context, ch string) {
+	s.unsubscribe(ctx, ch)
+	s.announce(ctx, ch, wspush.KindLeave)
+}
+
+// unsubscribe undoes join: the hub, the presence entry, the floor.
+func (s *session) unsubscribe(ctx context.Context, ch string) {
 	delete(s.channels, ch)
 	s.heldMu.Lock()
 	s.dropFloor(ch) // a later subscribe starts from its own position
@@ -228,7 +234,6 @@ func (s *session) leave(ctx context.Context, ch string) {
 			s.proto.logger.Warn("presence remove failed", "channel", ch, "err", err)
 		}
 	}
-	s.announce(ctx, ch, wspush.KindLeave)
 }
 
 // announce publishes a join or leave message where the namespace asks for
