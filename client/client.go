@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,21 +24,32 @@ import (
 // it was subscribed again. An application that keeps state from the
 // channel reloads it there.
 //
-// A subscription the server refuses for good after a reconnect
-// (forbidden, not_found) is dropped, with an "unsubscribed" push carrying
-// the refusal; refusals that may pass (rate_limited, unavailable,
-// internal) are tried again with the same back-off.
+// A subscription the server refuses for good (forbidden, not_found) is
+// dropped, with an "unsubscribed" push carrying the refusal (a Subscribe
+// waiting for it returns the refusal too); refusals that may pass
+// (rate_limited, unavailable, internal) are tried again with the same
+// back-off.
 //
 // A Client gives up only on Close, on a close with code 4003 (forbidden),
 // and on a handshake refused with an HTTP 4xx other than 408 and 429.
+//
+// Replies to calls are read in order with the pushes: read Messages in a
+// goroutine other than the ones making calls, or a full buffer stops the
+// replies too.
 type Client struct {
 	url  string
 	opts ClientOptions
 	msgs chan Push
 
-	ctx    context.Context // ended by Close
-	cancel context.CancelFunc
-	done   chan struct{} // closed when run returns
+	ctx        context.Context // ended by Close
+	cancel     context.CancelFunc
+	done       chan struct{} // closed when run returns
+	inCallback atomic.Bool   // run is in OnConnect or OnDisconnect
+
+	// sendMu orders the subscribe and unsubscribe commands of the Client,
+	// from its check of subs to the write: an Unsubscribe is never
+	// overtaken by a subscribe the Client sends again by itself.
+	sendMu sync.Mutex
 
 	mu   sync.Mutex
 	conn *Conn         // the current connection; nil while there is none
@@ -52,6 +64,7 @@ type subscription struct {
 	pos       *Position     // of the last message received, or of the subscribe reply
 	sent      uint64        // the connection its subscribe went out on
 	retries   int           // refusals that may pass, in a row
+	retry     *time.Timer   // the next try after one, if armed
 	confirmed chan struct{} // closed at the first confirmation or a final refusal
 	err       error         // the final refusal
 }
@@ -66,12 +79,20 @@ type ClientOptions struct {
 	// d = min(MaxDelay, MinDelay * 2^n). The count starts again after a
 	// connection that stayed up for MaxDelay.
 	MinDelay, MaxDelay time.Duration
+	// DialTimeout bounds each connection attempt, up to the welcome
+	// (default 20 s): a server that accepts and then says nothing is
+	// given up and tried again.
+	DialTimeout time.Duration
 	// OnConnect, if set, is called with the client id of each new
-	// connection, before its channels are subscribed again.
+	// connection, before its channels are subscribed again. It may make
+	// calls on the Client.
 	OnConnect func(clientID string)
 	// OnDisconnect, if set, is called when a connection ends or a dial
 	// fails, with the reason and the delay before the next try (0 when
 	// the Client gives up).
+	//
+	// Both run on the Client's goroutine, which waits for them. A Close
+	// they make does not wait for that goroutine to end.
 	OnDisconnect func(err error, retryIn time.Duration)
 }
 
@@ -81,6 +102,10 @@ var ErrClientClosed = errors.New("wspush: client closed")
 // ErrUnsubscribed is returned by a Subscribe that an Unsubscribe of the
 // same channel overtook.
 var ErrUnsubscribed = errors.New("wspush: unsubscribed")
+
+// subscribeWriteTimeout bounds the write of a subscribe the Client sends
+// (a variable for the tests).
+var subscribeWriteTimeout = DefaultWriteTimeout
 
 // retryCodes are the refusals of a subscribe that may pass.
 var retryCodes = map[string]bool{"rate_limited": true, "unavailable": true, "internal": true}
@@ -100,6 +125,9 @@ func NewClient(url string, opts *ClientOptions) *Client {
 	}
 	if o.MaxDelay < o.MinDelay {
 		o.MaxDelay = o.MinDelay
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 20 * time.Second
 	}
 	buf := o.Buffer
 	if buf <= 0 {
@@ -130,23 +158,38 @@ func (cl *Client) Err() error {
 	return cl.err
 }
 
-// Close stops the Client: it closes the connection, ends the calls
-// waiting for one and closes Messages. It returns nil, also when called
-// again.
+// Close stops the Client: it closes the connection and Messages. Calls
+// waiting for a connection return ErrClientClosed; calls waiting for a
+// reply, the connection's end. It returns nil, also when called again.
 func (cl *Client) Close() error {
 	cl.stop(ErrClientClosed)
-	<-cl.done
+	if !cl.inCallback.Load() {
+		<-cl.done
+	}
 	return nil
 }
 
-// stop records why the Client stops, once, and ends its context.
+// stop records why the Client stops, once, ends its context and its
+// subscriptions' retry timers.
 func (cl *Client) stop(err error) {
 	cl.mu.Lock()
 	if cl.err == nil {
 		cl.err = err
 	}
+	for _, s := range cl.subs {
+		if s.retry != nil {
+			s.retry.Stop()
+		}
+	}
 	cl.mu.Unlock()
 	cl.cancel()
+}
+
+// callback runs f, one of the options' callbacks, on run's goroutine.
+func (cl *Client) callback(f func()) {
+	cl.inCallback.Store(true)
+	defer cl.inCallback.Store(false)
+	f()
 }
 
 // run keeps a connection up until the Client stops. It owns every
@@ -156,7 +199,9 @@ func (cl *Client) run() {
 	defer close(cl.msgs)
 	attempt := 0
 	for {
-		c, err := dial(cl.ctx, cl.url, &cl.opts.DialOptions, connHooks{msgs: cl.msgs, observe: cl.observe})
+		dctx, cancel := context.WithTimeout(cl.ctx, cl.opts.DialTimeout)
+		c, err := dial(dctx, cl.url, &cl.opts.DialOptions, connHooks{msgs: cl.msgs, observe: cl.observe})
+		cancel()
 		if err == nil {
 			began := time.Now()
 			cl.connected(c)
@@ -177,14 +222,14 @@ func (cl *Client) run() {
 		if final(err) {
 			cl.stop(err)
 			if cl.opts.OnDisconnect != nil {
-				cl.opts.OnDisconnect(err, 0)
+				cl.callback(func() { cl.opts.OnDisconnect(err, 0) })
 			}
 			return
 		}
 		delay := backoff(attempt, cl.opts.MinDelay, cl.opts.MaxDelay)
 		attempt++
 		if cl.opts.OnDisconnect != nil {
-			cl.opts.OnDisconnect(err, delay)
+			cl.callback(func() { cl.opts.OnDisconnect(err, delay) })
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -222,13 +267,15 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 // connected makes c the current connection and subscribes it to every
 // channel of the Client.
 func (cl *Client) connected(c *Conn) {
-	if cl.opts.OnConnect != nil {
-		cl.opts.OnConnect(c.ClientID())
-	}
 	cl.mu.Lock()
 	cl.conn = c
 	cl.gen++
 	close(cl.up)
+	cl.mu.Unlock()
+	if cl.opts.OnConnect != nil {
+		cl.callback(func() { cl.opts.OnConnect(c.ClientID()) })
+	}
+	cl.mu.Lock()
 	chans := make([]string, 0, len(cl.subs))
 	for ch := range cl.subs {
 		chans = append(chans, ch)
@@ -249,8 +296,12 @@ func (cl *Client) disconnected() {
 
 // subscribe sends channel's subscribe on the current connection, unless
 // it already went out on it; its reply is handled by onSubscribed. A
-// failed send ends the connection, and the next one subscribes again.
+// failed write ends the connection, and the next one subscribes again; a
+// subscribe not written at all (the connection busy with another write
+// past the timeout) is tried again later on this one.
 func (cl *Client) subscribe(channel string) {
+	cl.sendMu.Lock()
+	defer cl.sendMu.Unlock()
 	cl.mu.Lock()
 	s, c, gen := cl.subs[channel], cl.conn, cl.gen
 	if s == nil || c == nil || s.sent == gen {
@@ -260,9 +311,24 @@ func (cl *Client) subscribe(channel string) {
 	s.sent = gen
 	since := s.pos
 	cl.mu.Unlock()
-	ctx, cancel := context.WithTimeout(cl.ctx, DefaultWriteTimeout)
+	ctx, cancel := context.WithTimeout(cl.ctx, subscribeWriteTimeout)
 	defer cancel()
-	_, _ = c.send(ctx, subscribeCmd(channel, since), func(f *frame) { cl.onSubscribed(c, gen, channel, s, since, f) })
+	_, err := c.send(ctx, subscribeCmd(channel, since), func(f *frame) { cl.onSubscribed(c, gen, channel, s, since, f) })
+	if err != nil && c.Err() == nil && cl.ctx.Err() == nil {
+		cl.mu.Lock()
+		if cl.subs[channel] == s && s.sent == gen {
+			s.sent = 0
+			cl.retryLocked(channel, s)
+		}
+		cl.mu.Unlock()
+	}
+}
+
+// retryLocked arms the next try of channel's subscribe. cl.mu is held.
+func (cl *Client) retryLocked(channel string, s *subscription) {
+	delay := backoff(s.retries, cl.opts.MinDelay, cl.opts.MaxDelay)
+	s.retries++
+	s.retry = time.AfterFunc(delay, func() { cl.subscribe(channel) })
 }
 
 // onSubscribed handles the reply to the subscribe of channel sent with
@@ -280,11 +346,9 @@ func (cl *Client) onSubscribed(c *Conn, gen uint64, channel string, s *subscript
 			rerr = &ReplyError{Code: "internal", Message: "refused without an error"}
 		}
 		if retryCodes[rerr.Code] {
-			delay := backoff(s.retries, cl.opts.MinDelay, cl.opts.MaxDelay)
-			s.retries++
 			s.sent = 0
+			cl.retryLocked(channel, s)
 			cl.mu.Unlock()
-			time.AfterFunc(delay, func() { cl.subscribe(channel) })
 			return
 		}
 		delete(cl.subs, channel)
@@ -297,8 +361,8 @@ func (cl *Client) onSubscribed(c *Conn, gen uint64, channel string, s *subscript
 	again := isClosed(s.confirmed) // subscribed before, on an earlier connection
 	pos := f.position()
 	recovered := f.Recovered != nil && *f.Recovered
-	if pos != nil && !recovered {
-		s.pos = pos // when recovered, the missed messages follow and move it
+	if !recovered {
+		s.pos = pos // nil for a channel without history; when recovered, the missed messages follow and move it
 	}
 	var reset *Push
 	if !recovered && (again || since != nil) {
@@ -398,17 +462,27 @@ func (cl *Client) Position(channel string) (Position, bool) {
 // subscribes it again, and the server's reply, when connected, means no
 // more of its messages come.
 func (cl *Client) Unsubscribe(ctx context.Context, channel string) error {
+	cl.sendMu.Lock()
 	cl.mu.Lock()
 	s, c := cl.subs[channel], cl.conn
 	delete(cl.subs, channel)
 	if s != nil {
 		s.settle(ErrUnsubscribed)
+		if s.retry != nil {
+			s.retry.Stop()
+		}
 	}
 	cl.mu.Unlock()
 	if c == nil {
+		cl.sendMu.Unlock()
 		return nil // the next connection will not subscribe it
 	}
-	err := c.Unsubscribe(ctx, channel)
+	reply := make(chan *frame, 1)
+	id, err := c.send(ctx, map[string]any{"op": "unsubscribe", "channel": channel}, func(f *frame) { reply <- f })
+	cl.sendMu.Unlock()
+	if err == nil {
+		_, err = c.wait(ctx, id, reply)
+	}
 	if err != nil && ctx.Err() == nil && c.Err() != nil {
 		return nil // the connection ended: nothing is subscribed on it
 	}

@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +219,229 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", c.n, d, c.want/2, c.want)
 			}
 		}
+	}
+}
+
+// opServer answers every command ok, except the first subscribe of each
+// channel, answered rate_limited when rateLimitFirst; it records the last
+// op the server applied to each channel.
+type opServer struct {
+	mu   sync.Mutex
+	last map[string]string
+	seen map[string]int
+}
+
+func (s *opServer) lastOp(ch string) string { s.mu.Lock(); defer s.mu.Unlock(); return s.last[ch] }
+func (s *opServer) subs(ch string) int      { s.mu.Lock(); defer s.mu.Unlock(); return s.seen[ch] }
+
+func startOpServer(t *testing.T, rateLimitFirst bool) (string, *opServer) {
+	s := &opServer{last: map[string]string{}, seen: map[string]int{}}
+	url := wsServer(t, func(ws *websocket.Conn) {
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"welcome","client_id":"x"}`))
+		for {
+			var cmd struct {
+				ID      int64  `json:"id"`
+				Op      string `json:"op"`
+				Channel string `json:"channel"`
+			}
+			if err := ws.ReadJSON(&cmd); err != nil {
+				return
+			}
+			s.mu.Lock()
+			reply := fmt.Sprintf(`{"type":"reply","id":%d,"ok":true}`, cmd.ID)
+			if cmd.Op == "subscribe" {
+				s.seen[cmd.Channel]++
+				if rateLimitFirst && s.seen[cmd.Channel] == 1 {
+					reply = fmt.Sprintf(`{"type":"reply","id":%d,"ok":false,"error":{"code":"rate_limited","message":"slow down"}}`, cmd.ID)
+				} else {
+					s.last[cmd.Channel] = "subscribe"
+				}
+			}
+			if cmd.Op == "unsubscribe" {
+				s.last[cmd.Channel] = "unsubscribe"
+			}
+			s.mu.Unlock()
+			if ws.WriteMessage(websocket.TextMessage, []byte(reply)) != nil {
+				return
+			}
+		}
+	})
+	return url, s
+}
+
+// TestCloseFromOnDisconnect: an application that gives up from the
+// callback can: Close returns. It used to wait for the goroutine that was
+// running the callback, for ever.
+func TestCloseFromOnDisconnect(t *testing.T) {
+	var cl *Client
+	var ready sync.WaitGroup
+	ready.Add(1)
+	returned := make(chan struct{})
+	var once sync.Once
+	url := wsServer(t, func(ws *websocket.Conn) {
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"welcome","client_id":"x"}`))
+		_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1001, "bye"))
+		drain(ws)
+	})
+	cl = NewClient(url, &ClientOptions{MinDelay: time.Millisecond, OnDisconnect: func(error, time.Duration) {
+		once.Do(func() {
+			ready.Wait()
+			cl.Close() // an application giving up from the callback
+			close(returned)
+		})
+	}})
+	ready.Done()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close called from OnDisconnect has not returned after 5s")
+	}
+}
+
+// TestNoWelcomeIsGivenUp: a server that upgrades and then says nothing (a
+// stuck node behind a load balancer) is given up after DialTimeout and
+// tried again. The Client used to wait for its welcome for ever.
+func TestNoWelcomeIsGivenUp(t *testing.T) {
+	url, _ := stalledServer(t, false)
+	var disc atomic.Int32
+	cl := NewClient(url, &ClientOptions{MinDelay: time.Millisecond, DialTimeout: 200 * time.Millisecond,
+		OnDisconnect: func(error, time.Duration) { disc.Add(1) }})
+	defer cl.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for disc.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if disc.Load() < 2 {
+		t.Fatalf("%d tries given up in 10 s, want 2 or more", disc.Load())
+	}
+}
+
+// TestSinceOnAChannelWithoutHistory: a since given to Subscribe for a
+// channel without history does not stay as its position: the reply has
+// none. It used to, and went with every resubscription as the Since of
+// its resets.
+func TestSinceOnAChannelWithoutHistory(t *testing.T) {
+	var conns atomic.Int32
+	url := wsServer(t, func(ws *websocket.Conn) {
+		conns.Add(1)
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"welcome","client_id":"x"}`))
+		for {
+			var cmd map[string]any
+			if ws.ReadJSON(&cmd) != nil {
+				return
+			}
+			b, _ := json.Marshal(cmd["id"])
+			extra := ""
+			if _, ok := cmd["since"]; ok {
+				extra = `,"recovered":false`
+			}
+			_ = ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"reply","id":`+string(b)+`,"ok":true`+extra+`}`))
+		}
+	})
+	cl := NewClient(url, nil)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.Subscribe(ctx, "plain", &Position{Offset: 5, Epoch: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	m := <-cl.Messages()
+	t.Logf("first push: %+v since %+v", m, m.Since)
+	if p, ok := cl.Position("plain"); ok {
+		t.Errorf("Position of a channel without history = %+v, true; want false", p)
+	}
+}
+
+// TestUnsubscribeNotOvertakenByAResubscribe: a subscribe the Client sends
+// again by itself (the retry after rate_limited, or the resubscription
+// after a reconnect) racing an Unsubscribe reaches the server before the
+// unsubscribe, never after. It used to reach it after, in 15-173 of 300
+// tries: the server kept a channel the Client had forgotten.
+func TestUnsubscribeNotOvertakenByAResubscribe(t *testing.T) {
+	url, srv := startOpServer(t, false)
+	cl := NewClient(url, nil)
+	defer cl.Close()
+	go func() {
+		for range cl.Messages() {
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 300
+	for i := range n {
+		ch := fmt.Sprintf("c%d", i)
+		if err := cl.Subscribe(ctx, ch, nil); err != nil {
+			t.Fatal(err)
+		}
+		cl.mu.Lock()
+		cl.subs[ch].sent = 0 // as onSubscribed does before arming the retry
+		cl.mu.Unlock()
+		var wg sync.WaitGroup
+		wg.Go(func() { cl.subscribe(ch) }) // the retry timer firing
+		for {                              // until the retry has left subscribe's locked section
+			cl.mu.Lock()
+			sent := cl.subs[ch].sent
+			cl.mu.Unlock()
+			if sent != 0 {
+				break
+			}
+		}
+		if err := cl.Unsubscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i := range n {
+		if srv.lastOp(fmt.Sprintf("c%d", i)) == "subscribe" {
+			bad++
+		}
+	}
+	twice := 0
+	for i := range n {
+		if srv.subs(fmt.Sprintf("c%d", i)) == 2 {
+			twice++
+		}
+	}
+	t.Logf("resubscribe sent in %d/%d", twice, n)
+	if bad > 0 {
+		t.Errorf("%d/%d channels left subscribed on the server after Unsubscribe returned nil; the Client no longer tracks them", bad, n)
+	}
+}
+
+// TestSubscribeNotWrittenIsTriedAgain: a subscribe whose write timed out
+// waiting for another write (a large Publish on a slow link) was never
+// sent, but counted as sent on this connection: nothing sent it again
+// until a reconnect, and Subscribe waited for ever. It is tried again.
+func TestSubscribeNotWrittenIsTriedAgain(t *testing.T) {
+	old := subscribeWriteTimeout
+	subscribeWriteTimeout = 100 * time.Millisecond
+	defer func() { subscribeWriteTimeout = old }()
+	url, srv := startOpServer(t, false)
+	cl := NewClient(url, &ClientOptions{MinDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.mu.Lock()
+	c := cl.conn
+	cl.mu.Unlock()
+	c.writeMu.Lock() // another write in progress
+	subErr := make(chan error, 1)
+	go func() { subErr <- cl.Subscribe(ctx, "late", nil) }()
+	// The other write lasts past the subscribe's write timeout: the
+	// scenario's length, not a synchronisation.
+	time.Sleep(3 * subscribeWriteTimeout)
+	c.writeMu.Unlock() // it completes; the connection is fine
+	if err := <-subErr; err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if n := srv.subs("late"); n != 1 {
+		t.Errorf("the server saw %d subscribes, want 1", n)
 	}
 }

@@ -357,6 +357,11 @@ func (c *Conn) call(ctx context.Context, cmd map[string]any) (*frame, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.wait(ctx, id, ch)
+}
+
+// wait waits for the reply to command id, which its handler puts in ch.
+func (c *Conn) wait(ctx context.Context, id int64, ch <-chan *frame) (*frame, error) {
 	select {
 	case f := <-ch:
 		return replied(f)
@@ -386,7 +391,8 @@ func replied(f *frame) (*frame, error) {
 
 // write sends one frame within ctx (at most DefaultWriteTimeout when ctx
 // has no deadline). A write cut short leaves part of a frame on the wire,
-// after which nothing can follow: the connection is closed.
+// after which nothing can follow: the connection is closed, also when ctx
+// ends just as the write completes.
 func (c *Conn) write(ctx context.Context, b []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
