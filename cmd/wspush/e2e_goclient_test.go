@@ -38,11 +38,37 @@ func (r pushReader) next() client.Push {
 	return client.Push{}
 }
 
-// fastRetries reconnects within a few tens of milliseconds, and counts
-// the connections.
-func fastRetries(connects *atomic.Int32) *client.ClientOptions {
-	return &client.ClientOptions{MinDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond,
-		OnConnect: func(string) { connects.Add(1) }}
+// proxiedClient is a Client of the server at target through a proxy the
+// test cuts, retrying within tens of milliseconds, subscribed to channels;
+// connects counts its connections.
+type proxiedClient struct {
+	*client.Client
+	proxy    *proxytest.Proxy
+	connects atomic.Int32
+	r        pushReader
+}
+
+// newProxiedClient starts one; minDelay 0 means 20 ms. The Client is
+// closed when the test ends.
+func newProxiedClient(t *testing.T, target string, minDelay time.Duration, channels ...string) *proxiedClient {
+	t.Helper()
+	if minDelay == 0 {
+		minDelay = 20 * time.Millisecond
+	}
+	pc := &proxiedClient{proxy: proxytest.Start(t, target)}
+	pc.Client = client.NewClient("ws://"+pc.proxy.Addr()+"/ws", &client.ClientOptions{
+		MinDelay: minDelay, MaxDelay: 10 * minDelay,
+		OnConnect: func(string) { pc.connects.Add(1) }})
+	t.Cleanup(func() { pc.Close() })
+	pc.r = pushReader{t, pc.Client}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ch := range channels {
+		if err := pc.Subscribe(ctx, ch, nil); err != nil {
+			t.Fatalf("subscribe %s: %v", ch, err)
+		}
+	}
+	return pc
 }
 
 // TestGoClientRecoversAcrossReconnects: after a lost connection the Client
@@ -51,18 +77,8 @@ func fastRetries(connects *atomic.Int32) *client.ClientOptions {
 // history gets a "reset" push where its messages may be missing.
 func TestGoClientRecoversAcrossReconnects(t *testing.T) {
 	s := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: chat\n    history_size: 100\n"))
-	p := proxytest.Start(t, s.Addr)
-	var connects atomic.Int32
-	cl := client.NewClient("ws://"+p.Addr()+"/ws", fastRetries(&connects))
-	defer cl.Close()
-	r := pushReader{t, cl}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, ch := range []string{"chat:r", "plain"} {
-		if err := cl.Subscribe(ctx, ch, nil); err != nil {
-			t.Fatalf("subscribe %s: %v", ch, err)
-		}
-	}
+	pc := newProxiedClient(t, s.Addr, 0, "chat:r", "plain")
+	cl, p, r, connects := pc.Client, pc.proxy, pc.r, &pc.connects
 	var epoch string
 	for i := 1; i <= 3; i++ {
 		epoch = publishAt(t, s, "chat:r", strconv.Itoa(i)).Epoch
@@ -129,18 +145,8 @@ func TestGoClientResetsAndDropsAfterServerChange(t *testing.T) {
   - name: gone
     history_size: 10
 `))
-	p := proxytest.Start(t, s1.Addr)
-	var connects atomic.Int32
-	cl := client.NewClient("ws://"+p.Addr()+"/ws", fastRetries(&connects))
-	defer cl.Close()
-	r := pushReader{t, cl}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, ch := range []string{"chat:r", "gone:r"} {
-		if err := cl.Subscribe(ctx, ch, nil); err != nil {
-			t.Fatalf("subscribe %s: %v", ch, err)
-		}
-	}
+	pc := newProxiedClient(t, s1.Addr, 0, "chat:r", "gone:r")
+	cl, p, r := pc.Client, pc.proxy, pc.r
 	old := publishAt(t, s1, "chat:r", `"one"`)
 	if m := r.next(); m.Offset != 1 {
 		t.Fatalf("first push %+v", m)
@@ -181,16 +187,11 @@ func TestGoClientResetsAndDropsAfterServerChange(t *testing.T) {
 // refusals (rate_limited) are tried again until every channel is back.
 func TestGoClientSubscribesPastTheRateLimit(t *testing.T) {
 	s := startServer(t, "--client-rate-burst", "5", "--client-rate-limit", "100")
-	p := proxytest.Start(t, s.Addr)
-	var connects atomic.Int32
 	// Retries slow enough that the bucket refills between them: refused
 	// commands count against it too, and past twice the burst the server
 	// closes with 4008 (with 20 ms it did, now and then, on a busy machine).
-	opts := fastRetries(&connects)
-	opts.MinDelay, opts.MaxDelay = 60*time.Millisecond, 400*time.Millisecond
-	cl := client.NewClient("ws://"+p.Addr()+"/ws", opts)
-	defer cl.Close()
-	r := pushReader{t, cl}
+	pc := newProxiedClient(t, s.Addr, 60*time.Millisecond)
+	cl, p, r, connects := pc.Client, pc.proxy, pc.r, &pc.connects
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const n = 8 // over the burst of 5, under twice it (the server closes with 4008 past that)

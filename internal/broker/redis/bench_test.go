@@ -7,6 +7,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wspush/wspush"
+	"github.com/wspush/wspush/internal/broker/redis"
 	"github.com/wspush/wspush/internal/redistest"
 )
 
@@ -15,15 +16,22 @@ import (
 // message with the same client library. The Redis server runs on the same
 // cores: compare the two in one run.
 
-func BenchmarkPublishPipelined(b *testing.B) {
+// runningBroker is a broker on a fresh redis-server, running and ready
+// until the benchmark ends.
+func runningBroker(b *testing.B) (*redis.Broker, context.Context) {
 	srv := redistest.Start(b, redistest.Options{})
 	br := newBroker(b, srv.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- br.Run(ctx, wspush.HandlerFunc(func(*wspush.Message) {})) }()
-	defer func() { cancel(); <-done }()
+	b.Cleanup(func() { cancel(); <-done })
 	for br.Ready() != nil {
 	}
+	return br, ctx
+}
+
+func BenchmarkPublishPipelined(b *testing.B) {
+	br, ctx := runningBroker(b)
 	for _, opts := range []struct {
 		name string
 		o    wspush.PublishOptions
@@ -64,14 +72,7 @@ func BenchmarkPublishOneRoundTripEach(b *testing.B) {
 // history makes for its reply's position (the newest message, limit 1),
 // one call at a time: its latency, on a channel holding 100 messages.
 func BenchmarkHistoryPosition(b *testing.B) {
-	srv := redistest.Start(b, redistest.Options{})
-	br := newBroker(b, srv.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- br.Run(ctx, wspush.HandlerFunc(func(*wspush.Message) {})) }()
-	defer func() { cancel(); <-done }()
-	for br.Ready() != nil {
-	}
+	br, ctx := runningBroker(b)
 	for range 100 {
 		if _, err := br.Publish(ctx, &wspush.Message{Channel: "h", Data: []byte(`{"n":1}`)}, keep); err != nil {
 			b.Fatal(err)
