@@ -176,12 +176,14 @@ func (p *Protocol) Open(c *ws.Conn, channels []string) ws.Session {
 		// welcome would promise subscriptions that are not all there: the
 		// connection ends instead, the others undone, with a code that
 		// says to try again.
+		// Closed first: a closing connection takes no more frames, and the
+		// undoing can wait on the hub, which meanwhile still delivers.
+		c.Close(ws.CloseTryAgainLater, "subscribe failed: broker unavailable, retry")
+		p.logger.Warn("closed a connection whose ?channels= subscriptions failed", "err", failed[0])
 		for _, ch := range joined {
 			s.discard(ch)
 			s.unsubscribe(ctx, ch)
 		}
-		p.logger.Warn("closing a connection whose ?channels= subscriptions failed", "err", failed[0])
-		c.Close(ws.CloseTryAgainLater, "subscribe failed: broker unavailable, retry")
 		return s
 	}
 	c.Send(p.enc.welcome(s.info.ClientID, s.channelList(), p.cfg.PingInterval))

@@ -118,8 +118,8 @@ func (s *session) hold(ch string) {
 }
 
 // release sends the held pushes of ch after the given frames, skipping
-// publications at or before the position at (the client has them
-// already), and lets the next ones through directly; for a channel with
+// publications at or before the position at in its epoch (the client has
+// them already), and lets the next ones through directly; for a channel with
 // history, those at or before at still are dropped, until one past it
 // comes. Holding the lock meanwhile keeps concurrent pushes behind the
 // released ones.
@@ -135,7 +135,9 @@ func (s *session) release(ch string, at wspush.StreamPosition, frames ...[]byte)
 	}
 	past := false // a push past at went out: later ones are past it too
 	for _, h := range held {
-		if h.m.Offset == 0 || h.m.Offset > at.Offset {
+		// Another epoch than at's is newer: the history expired and
+		// started over after it was read.
+		if h.m.Offset == 0 || h.m.Offset > at.Offset || h.m.Epoch != at.Epoch {
 			s.conn.Send(h.frame)
 			past = past || h.m.Offset > 0
 		}
