@@ -3,7 +3,8 @@
 // new ones out for as long as it likes, and lets them through again,
 // possibly to another server; or it freezes the connections open at the
 // time, which then carry nothing either way but stay open, as when the
-// peer's host is gone without a word.
+// peer's host is gone without a word; or it holds new connections, as a
+// dial that hangs, until it releases them.
 package proxytest
 
 import (
@@ -18,9 +19,11 @@ type Proxy struct {
 	ln net.Listener
 	wg sync.WaitGroup // the accept loop and the copies
 
-	mu     sync.Mutex
-	target string                    // "" while down
-	conns  map[net.Conn]*atomic.Bool // each end's pair's frozen flag
+	mu      sync.Mutex
+	target  string                    // "" while down
+	conns   map[net.Conn]*atomic.Bool // each end's pair's frozen flag
+	holding bool                      // new connections wait in held
+	held    []net.Conn
 }
 
 // Start runs a proxy to target on 127.0.0.1:0 until the test ends.
@@ -50,30 +53,42 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		target := p.target
-		p.mu.Unlock()
-		if target == "" {
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.target == "" { // cut while dialing
+		if p.holding {
+			p.held = append(p.held, c)
 			p.mu.Unlock()
-			c.Close()
-			s.Close()
 			continue
 		}
-		frozen := &atomic.Bool{}
-		p.conns[c], p.conns[s] = frozen, frozen
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(s, c, frozen) })
-		p.wg.Go(func() { p.pipe(c, s, frozen) })
+		p.forward(c)
 	}
+}
+
+// forward connects c to the target and copies both ways.
+func (p *Proxy) forward(c net.Conn) {
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	if target == "" {
+		c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.target == "" { // cut while dialing
+		p.mu.Unlock()
+		c.Close()
+		s.Close()
+		return
+	}
+	frozen := &atomic.Bool{}
+	p.conns[c], p.conns[s] = frozen, frozen
+	p.mu.Unlock()
+	p.wg.Go(func() { p.pipe(s, c, frozen) })
+	p.wg.Go(func() { p.pipe(c, s, frozen) })
 }
 
 // pipe copies src to dst until either ends, then closes both. Once
@@ -108,6 +123,10 @@ func (p *Proxy) Down() {
 		c.Close()
 		delete(p.conns, c)
 	}
+	for _, c := range p.held {
+		c.Close()
+	}
+	p.held = nil
 }
 
 // Freeze stops the connections open now from carrying anything, without
@@ -118,6 +137,32 @@ func (p *Proxy) Freeze() {
 	defer p.mu.Unlock()
 	for _, f := range p.conns {
 		f.Store(true)
+	}
+}
+
+// Hold keeps the connections accepted from now on waiting, connected to
+// the proxy and to nothing else, until Release: a dial that hangs.
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	p.holding = true
+	p.mu.Unlock()
+}
+
+// Held is the number of connections waiting since Hold.
+func (p *Proxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)
+}
+
+// Release forwards the connections held, and the next ones.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	held := p.held
+	p.held, p.holding = nil, false
+	p.mu.Unlock()
+	for _, c := range held {
+		p.forward(c)
 	}
 }
 

@@ -294,22 +294,37 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 // and opens another that subscribes to every channel again; its
 // confirmation of the broadcast channel makes the node ready, after a
 // resync. It returns the new one.
+//
+// The new PubSub is in place before it dials, so that a Subscribe or an
+// Unsubscribe meanwhile goes to it (and waits for the dial) rather than to
+// the dead one. One that came between the copy of the channel set and the
+// SUBSCRIBE is set right after it.
 func (b *Broker) replacePubSub(ctx context.Context, silence time.Duration) *goredis.PubSub {
 	b.logger.Warn("redis connection silent; replacing it", "silent", silence.Round(time.Second), "addr", b.client.Options().Addr)
+	ps := b.client.Subscribe(ctx) // no channel: no dial yet
 	b.mu.Lock()
 	old := b.ps
+	b.ps = ps
 	chans := []string{b.broadcastChannel()}
 	for key := range b.subs {
 		chans = append(chans, key)
 	}
 	b.mu.Unlock()
-	// Subscribe dials; an error is left for the receive loop to meet
-	// and retry, the channels being recorded all the same.
-	ps := b.client.Subscribe(ctx, chans...)
-	b.mu.Lock()
-	b.ps = ps
-	b.mu.Unlock()
 	_ = old.Close()
+	// An error is left for the receive loop to meet and retry; go-redis
+	// records the channels all the same.
+	_ = ps.Subscribe(ctx, chans...)
+	b.mu.Lock()
+	var left []string
+	for _, key := range chans[1:] {
+		if !b.subs[key] {
+			left = append(left, key) // unsubscribed meanwhile
+		}
+	}
+	b.mu.Unlock()
+	if len(left) > 0 {
+		_ = ps.Unsubscribe(ctx, left...)
+	}
 	return ps
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -397,4 +398,162 @@ func TestSilentConnectionReplaced(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "a live message on the new connection", func() bool { return len(got.offsets()) == 2 })
 	checkSequence(t, got.offsets(), 2)
+}
+
+// replacing runs node a, through a proxy, with a ReplaceAfter of 1 ms,
+// and node b; the proxy then freezes a's connections and holds new ones,
+// so that the replacement of a's PUB/SUB connection hangs in its dial
+// until the test releases it.
+func replacing(t *testing.T, channels ...string) (a, b *redis.Broker, proxy *proxytest.Proxy, got *collector) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	proxy = proxytest.Start(t, srv.Addr)
+	a, err := redis.New(logger, redis.Config{URL: "redis://" + proxy.Addr(), ReplaceAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = newBroker(t, srv.URL)
+	got = &collector{}
+	run(t, a, got)
+	run(t, b, &collector{})
+	for _, ch := range channels {
+		if err := a.Subscribe(context.Background(), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Hold()
+	proxy.Freeze()
+	waitFor(t, 20*time.Second, "the replacement to dial", func() bool { return proxy.Held() > 0 })
+	return a, b, proxy, got
+}
+
+// TestSubscribeDuringReplacement: a Subscribe made while the node dials
+// its replacement PUB/SUB connection is confirmed on the new one. It used
+// to go to the old, dead one, and wait until its context ended, the node
+// ready again meanwhile.
+func TestSubscribeDuringReplacement(t *testing.T) {
+	a, b, proxy, got := replacing(t, "g")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Subscribe(ctx, "h") }()
+	waitFor(t, 5*time.Second, "the Subscribe to take its PubSub", func() bool { return a.Waiting("h") })
+	proxy.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe(h) during the replacement: %v", err)
+	}
+	if _, err := b.Publish(ctx, &wspush.Message{Channel: "h", Data: []byte(`1`)}, wspush.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a message of h", func() bool { return len(got.offsets()) == 1 })
+}
+
+// TestUnsubscribeDuringReplacement: an Unsubscribe made while the node
+// dials its replacement PUB/SUB connection holds: the new connection,
+// which copied the channel set before, does not keep the channel. It used
+// to: the node went on receiving a channel it had left.
+func TestUnsubscribeDuringReplacement(t *testing.T) {
+	a, b, proxy, got := replacing(t, "u", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Unsubscribe(ctx, "u") }()
+	waitFor(t, 5*time.Second, "u to leave the channel set", func() bool { return !a.Subscribed("u") })
+	proxy.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "node a ready on its new connection", func() bool { return a.Ready() == nil })
+	for _, ch := range []string{"u", "v"} { // v after u: when v is in, u would be
+		if _, err := b.Publish(ctx, &wspush.Message{Channel: ch, Data: []byte(`1`)}, wspush.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the message of v", func() bool { return len(got.offsets()) >= 1 })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	for _, m := range got.msgs {
+		if m.Channel == "u" {
+			t.Fatal("node a received a message of u, which it unsubscribed from during the replacement")
+		}
+	}
+}
+
+// TestResyncSkipsChannelsWithoutHistory: after a reconnect, a node reads
+// the history of none of its channels that keep none: one pipelined look
+// finds them. Each used to cost a history read (a MULTI/EXEC), one after
+// another, before the node was ready again.
+func TestResyncSkipsChannelsWithoutHistory(t *testing.T) {
+	const n = 300
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := proxytest.Start(t, srv.Addr)
+	a := newBroker(t, "redis://"+proxy.Addr())
+	run(t, a, &collector{})
+	ctx := context.Background()
+	for i := range n {
+		if err := a.Subscribe(ctx, fmt.Sprint("nohist", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	proxy.Down()
+	waitFor(t, 10*time.Second, "node a to notice", func() bool { return a.Ready() != nil })
+	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Up(srv.Addr)
+	waitFor(t, 30*time.Second, "node a ready", func() bool { return a.Ready() == nil })
+	info, err := admin.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`cmdstat_exec:calls=(\d+)`).FindStringSubmatch(info); m != nil {
+		t.Fatalf("a reconnect with %d channels without history made %s history reads", n, m[1])
+	}
+}
+
+// TestCatchUpAcrossAnExpiredEpoch: a quiet room whose history expired
+// (its epoch is gone) loses the node's connection, and what is published
+// meanwhile starts a new epoch: the node reads all of it, from its first
+// offset. It used to ask for what followed the dead epoch's position, get
+// "not complete", and read nothing.
+func TestCatchUpAcrossAnExpiredEpoch(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := proxytest.Start(t, srv.Addr)
+	a, b := newBroker(t, "redis://"+proxy.Addr()), newBroker(t, srv.URL)
+	got := &collector{}
+	run(t, a, got)
+	run(t, b, &collector{})
+	ctx := context.Background()
+	short := wspush.PublishOptions{HistorySize: 1000, HistoryTTL: 300 * time.Millisecond}
+	if _, err := b.Publish(ctx, &wspush.Message{Channel: "q", Data: []byte(`0`)}, short); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Subscribe(ctx, "q"); err != nil { // floor: offset 1 of the first epoch
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	waitFor(t, 10*time.Second, "the quiet room's history to expire", func() bool {
+		n, err := admin.Exists(ctx, "wspush:meta:{q}").Result()
+		return err == nil && n == 0
+	})
+	proxy.Down()
+	waitFor(t, 10*time.Second, "node a to notice", func() bool { return a.Ready() != nil })
+	for i := 1; i <= 3; i++ {
+		if _, err := b.Publish(ctx, &wspush.Message{Channel: "q", Data: []byte(fmt.Sprint(i))}, keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Up(srv.Addr)
+	waitFor(t, 15*time.Second, "node a ready", func() bool { return a.Ready() == nil })
+	if _, err := b.Publish(ctx, &wspush.Message{Channel: "q", Data: []byte(`4`)}, keep); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the live message, offset 4", func() bool {
+		o := got.offsets()
+		return len(o) > 0 && o[len(o)-1] == 4
+	})
+	checkSequence(t, got.offsets(), 4)
 }

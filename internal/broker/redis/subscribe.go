@@ -169,19 +169,26 @@ func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.Stream
 	prev := *last
 	b.mu.Unlock()
 	switch {
-	case tracked && prev.floor:
-		// A message at or below the floor was published as the
-		// subscription began: new here, delivered. One beyond the next
-		// offset means some were lost on the way. An empty floor is the
-		// start of any epoch.
-		if (prev.epoch == next.Epoch || prev.epoch == "") && next.Offset > prev.offset+1 {
-			b.fill(ctx, channel, last, next.Offset-1)
-		}
-	case tracked && prev.epoch == next.Epoch:
+	case !tracked:
+	case prev.epoch == next.Epoch && !prev.floor:
 		if next.Offset <= prev.offset {
 			return false
 		}
 		if next.Offset > prev.offset+1 {
+			b.fill(ctx, channel, last, next.Offset-1)
+		}
+	case prev.epoch == next.Epoch:
+		// A message at or below the floor was published as the
+		// subscription began: new here, delivered. One beyond the next
+		// offset means some were lost on the way.
+		if next.Offset > prev.offset+1 {
+			b.fill(ctx, channel, last, next.Offset-1)
+		}
+	default:
+		// Another epoch than the one last seen (or an empty floor): the
+		// history started over after it, and all of this epoch came
+		// later. What came before next is read from its start.
+		if next.Offset > 1 {
 			b.fill(ctx, channel, last, next.Offset-1)
 		}
 	}
@@ -192,7 +199,9 @@ func (b *Broker) catchUp(ctx context.Context, channel string, next wspush.Stream
 }
 
 // fill delivers channel's messages after last, up to offset upTo (all
-// kept, when upTo is 0), from the history.
+// kept, when upTo is 0), from the history. When the channel's epoch is no
+// longer last's (its history expired while it was quiet, and started over),
+// all of the new epoch came after last: it is read from its start.
 func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo uint64) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -200,8 +209,12 @@ func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo 
 	since := wspush.StreamPosition{Offset: last.offset, Epoch: last.epoch}
 	b.mu.Unlock()
 	res, err := b.History(ctx, channel, wspush.HistoryQuery{Since: &since})
+	if err == nil && !res.Complete && res.Position.Epoch != "" && res.Position.Epoch != since.Epoch {
+		since = wspush.StreamPosition{}
+		res, err = b.History(ctx, channel, wspush.HistoryQuery{Since: &since})
+	}
 	if err != nil || !res.Complete {
-		b.logger.Warn("messages lost for this node: the history does not cover the gap", "channel", channel, "after", last.offset, "err", err)
+		b.logger.Warn("messages lost for this node: the history does not cover the gap", "channel", channel, "after", since.Offset, "err", err)
 	}
 	for _, m := range res.Messages {
 		if upTo > 0 && m.Offset > upTo {
@@ -217,19 +230,52 @@ func (b *Broker) fill(ctx context.Context, channel string, last *position, upTo 
 // resyncAll reads, for every channel with history this node delivers, what
 // was published while the connection was down.
 func (b *Broker) resyncAll(ctx context.Context) {
+	var read, empty []string // channels with a position; with an empty floor
 	b.mu.Lock()
-	var chans []string
-	for ch := range b.streams {
-		chans = append(chans, ch)
+	for ch, last := range b.streams {
+		switch {
+		case last.epoch != "":
+			read = append(read, ch)
+		case last.floor:
+			empty = append(empty, ch)
+		}
 	}
 	b.mu.Unlock()
-	for _, ch := range chans {
+	read = append(read, b.withHistory(ctx, empty)...)
+	for _, ch := range read {
 		b.mu.Lock()
 		last := b.streams[ch]
-		read := last != nil && (last.epoch != "" || last.floor)
 		b.mu.Unlock()
-		if read {
+		if last != nil {
 			b.fill(ctx, ch, last, 0)
 		}
 	}
+}
+
+// withHistory returns those of chans that have a history now. A channel
+// with an empty floor had none when subscribed, most often because it
+// keeps none: one pipelined look at all of them spares a history read for
+// each. When the look fails, all are returned: they are read.
+func (b *Broker) withHistory(ctx context.Context, chans []string) []string {
+	if len(chans) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	exists := make([]*goredis.IntCmd, len(chans))
+	if _, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, ch := range chans {
+			exists[i] = p.Exists(ctx, b.metaKey(ch))
+		}
+		return nil
+	}); err != nil {
+		return chans
+	}
+	var out []string
+	for i, ch := range chans {
+		if exists[i].Val() > 0 {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
