@@ -99,6 +99,25 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench %s takes no arguments (got %q)", sub, fs.Arg(0))}
 	}
+	// Values that would otherwise be taken for "the default", silently.
+	for _, c := range []struct {
+		bad  bool
+		what string
+	}{
+		{t.Timeout <= 0, "--timeout must be positive"},
+		{*pid < 0, "--pid must be a process id"},
+		{ramp < 0, "--ramp must be 0 (no pacing) or positive"},
+		{n < 0, "-n must be at least 1"},
+		{(sub == "fanout" || sub == "publish") && dur <= 0, "--duration must be positive"},
+		{payload < 0, "--payload must be 0 (the default) or positive"},
+		{workers < 0, "--workers must be 0 (the default) or positive"},
+		{drain < 0, "--drain must be 0 (the default, 2s) or positive"},
+		{hold < 0, "--hold must be 0 (the default, 5s) or positive"},
+	} {
+		if c.bad {
+			return usageError{c.what}
+		}
+	}
 	p, err := loadtest.ParseProto(*proto)
 	if err != nil {
 		return usageError{err.Error()}

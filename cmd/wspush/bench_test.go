@@ -103,3 +103,32 @@ func TestBenchRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchRefusesBadValues: out-of-range values are refused, naming the
+// flag. They used to be replaced by defaults without a word, and the run
+// went ahead with other settings than asked.
+func TestBenchRefusesBadValues(t *testing.T) {
+	base := []string{"--url", "ws://127.0.0.1:1/ws", "--api", "http://127.0.0.1:1/api/publish"}
+	for _, tt := range []struct{ flag, sub string }{
+		{"--duration=-5s", "fanout"}, {"--duration=0", "fanout"}, {"--drain=-1s", "fanout"},
+		{"--payload=-5", "fanout"}, {"--workers=-2", "fanout"}, {"--ramp=-10", "fanout"},
+		{"--timeout=-1s", "fanout"}, {"--pid=-3", "fanout"}, {"--hold=-1s", "conns"},
+	} {
+		args := append([]string{tt.sub, "-n", "1", tt.flag}, base...)
+		if tt.sub == "fanout" {
+			args = append(args, "--rate", "1")
+		} else {
+			args = args[:len(args)-2]
+		}
+		_, _, err := runBenchCmd(t, args...)
+		name := strings.SplitN(strings.TrimPrefix(tt.flag, "--"), "=", 2)[0]
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("bench %s %s: %v, want it refused", tt.sub, tt.flag, err)
+		}
+	}
+	// wss is refused, with the reason: the client reads raw frames.
+	_, _, err := runBenchCmd(t, "fanout", "-n", "1", "--rate", "1", "--url", "wss://127.0.0.1:1/ws", "--api", "http://127.0.0.1:1/api/publish")
+	if err == nil || !strings.Contains(err.Error(), "wss:// is not supported") {
+		t.Errorf("bench fanout --url wss://...: %v, want it refused", err)
+	}
+}

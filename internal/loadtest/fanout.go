@@ -66,6 +66,10 @@ func RunPublish(ctx context.Context, cfg PublishConfig, prog *Progress) (*Report
 	}, prog)
 }
 
+// maxSeqHint bounds the sequence numbers a subscriber's set has room for
+// at the start (8 KiB each).
+const maxSeqHint = 1 << 16
+
 func (cfg *FanoutConfig) check() error {
 	cfg.Target = cfg.Target.withDefaults()
 	if cfg.Duration <= 0 {
@@ -113,7 +117,10 @@ func runFanout(ctx context.Context, command string, cfg FanoutConfig, prog *Prog
 	var start atomic.Int64
 	start.Store(time.Now().Add(time.Hour).UnixNano()) // set for real when publishing starts
 	seconds := int((cfg.Duration+cfg.Drain+lagLimit)/time.Second) + 2
-	seqHint := int64(cfg.Rate*cfg.Duration.Seconds()) + 1
+	// Room for what the rate asks, up to a bound: a rate the server does
+	// not keep up with must not allocate it all up front, on every
+	// subscriber. The sets grow as needed.
+	seqHint := min(int64(cfg.Rate*cfg.Duration.Seconds())+1, maxSeqHint)
 	subs := make([]*subscriber, cfg.N)
 	for i := range subs {
 		subs[i] = &subscriber{idx: i, proto: cfg.Proto, lat: &lat, rxLat: &rxLat, issued: &pub.issued, start: &start,
@@ -127,13 +134,7 @@ func runFanout(ctx context.Context, command string, cfg FanoutConfig, prog *Prog
 	if st.Connected == 0 {
 		return r, fmt.Errorf("no subscriber connected: %v", st.Failures)
 	}
-	var live []*subscriber // the subscribed ones
-	for i, c := range f.conns {
-		if c != nil {
-			live = append(live, subs[i])
-		}
-	}
-	received := func() int64 {
+	received := func(live []*subscriber) int64 {
 		var n int64
 		for _, s := range live {
 			n += s.received.Load()
@@ -147,6 +148,17 @@ func runFanout(ctx context.Context, command string, cfg FanoutConfig, prog *Prog
 		return r, err
 	}
 	machineBefore, machineOK := readMachineTimes()
+	// Expected: the subscribers connected when publishing begins. One
+	// that dropped out before is not (Disconnects reports it).
+	var live []*subscriber
+	for i, c := range f.conns {
+		if c != nil && !subs[i].ended.Load() {
+			live = append(live, subs[i])
+		}
+	}
+	if len(live) == 0 {
+		return r, fmt.Errorf("every subscriber was disconnected before publishing: %v", f.drops.counts())
+	}
 	t0 := time.Now()
 	start.Store(t0.UnixNano())
 	pub.tl = newTimeline(t0, time.Duration(seconds)*time.Second)
@@ -155,7 +167,7 @@ func runFanout(ctx context.Context, command string, cfg FanoutConfig, prog *Prog
 		el := time.Since(t0)
 		return fmt.Sprintf("publishing %s %4.1fs  %d published  %d api errors  %d delivered",
 			bar(int(min(el, cfg.Duration)/time.Millisecond), int(cfg.Duration/time.Millisecond), 30),
-			el.Seconds(), pub.ok.Load(), pub.errs.total(), received())
+			el.Seconds(), pub.ok.Load(), pub.errs.total(), received(live))
 	})
 	var maxLag time.Duration
 	if cfg.Max {
@@ -163,13 +175,22 @@ func runFanout(ctx context.Context, command string, cfg FanoutConfig, prog *Prog
 	} else {
 		maxLag = pub.runRate(ctx, cfg.Workers, cfg.Rate, t0, deadline)
 	}
-	window := max(time.Since(t0), cfg.Duration) // the last call may end a little before the deadline
+	window := time.Since(t0)
+	if ctx.Err() == nil {
+		window = max(window, cfg.Duration) // the last call may end a little before the deadline
+	}
 	stop()
 
-	// Drain: until everything expected has arrived, or cfg.Drain passes.
-	expected := pub.ok.Load() * int64(len(live))
+	// Drain: until everything has arrived, or cfg.Drain passes. With
+	// failed calls, "everything" includes their messages, which may come
+	// or not: counting only the expected ones, the arrival of a failed
+	// call's message could end the drain before a successful one's.
+	all := pub.issued.Load() * int64(len(live))
+	if pub.errs.total() == 0 {
+		all = pub.ok.Load() * int64(len(live))
+	}
 	drainEnd := time.Now().Add(cfg.Drain)
-	for received() < expected && time.Now().Before(drainEnd) && ctx.Err() == nil {
+	for received(live) < all && time.Now().Before(drainEnd) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cpuAfter, cpuErr := serverCPU(cfg.PID)

@@ -20,12 +20,14 @@ type subscriber struct {
 	received  atomic.Int64 // distinct sequence numbers received
 	dups      int64
 	malformed int64
-	perSecond []int64 // new deliveries per second since start
-	last      int64   // when the last new delivery arrived (unix ns)
+	perSecond []int64     // new deliveries per second since start
+	last      int64       // when the last new delivery arrived (unix ns)
+	ended     atomic.Bool // run returned: the connection is gone
 }
 
 // run reads c until it ends, counting the pushes.
 func (s *subscriber) run(c *conn) error {
+	defer s.ended.Store(true)
 	for {
 		op, p, err := c.fr.next()
 		if err != nil {

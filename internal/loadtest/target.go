@@ -55,7 +55,9 @@ func (t Target) check(needAPI bool) error {
 	if t.URL == "" {
 		return errors.New("--url is required")
 	}
-	if err := checkURL("--url", t.URL, []string{"ws", "wss"}, t.AllowRemote); err != nil {
+	// wss is refused: the client reads raw frames from the socket, under
+	// which TLS would sit. Measure over ws:// next to the TLS terminator.
+	if err := checkURL("--url", t.URL, []string{"ws"}, t.AllowRemote); err != nil {
 		return err
 	}
 	if needAPI {
@@ -82,6 +84,9 @@ func checkURL(flag, u string, schemes []string, allowRemote bool) error {
 	ok := false
 	for _, s := range schemes {
 		ok = ok || p.Scheme == s
+	}
+	if p.Scheme == "wss" && !ok {
+		return fmt.Errorf("%s %q: wss:// is not supported: the client reads raw frames from the socket; measure over ws:// (next to the TLS terminator)", flag, u)
 	}
 	if !ok || p.Host == "" {
 		return fmt.Errorf("%s %q: want a %s://HOST:PORT/... URL", flag, u, schemes[0])
