@@ -294,7 +294,7 @@ func newBroker(logger *slog.Logger, cfg config) (wspush.Broker, error) {
 	case "redis":
 		return redis.New(logger.With("broker", "redis"), redis.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix})
 	case "nats":
-		return nats.New(logger.With("broker", "nats"), nats.Config{URL: cfg.NATSURL})
+		return nats.New(logger.With("broker", "nats"), nats.Config{URL: cfg.NATSURL, MaxMessage: int64(max(cfg.MaxPublishSize, cfg.MaxFrameSize))})
 	default:
 		return memory.New(), nil
 	}
