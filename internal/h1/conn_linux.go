@@ -351,7 +351,15 @@ func (c *conn) flush(out *[]byte) bool {
 // data; the connection's goroutine then closes it.
 func (c *conn) abort() {
 	_ = c.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+	// A read deadline in the past ends a wait for readability too. The
+	// shutdown alone did not end peek's: its peeked bytes stay in the
+	// socket, a partial line that the next wake-up found unchanged, and
+	// the goroutine and descriptor were kept for good.
+	_ = c.nc.SetReadDeadline(aLongTimeAgo)
 }
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // close ends the connection.
 func (c *conn) close() {

@@ -473,3 +473,21 @@ func TestSlowRequestIsCutOff(t *testing.T) {
 		t.Fatalf("cut off after %v, want about 300 ms", d)
 	}
 }
+
+// TestPartialFirstLineIsReleased: a connection whose first line never ends
+// (the peer closes after part of it, or stalls) is released after the
+// head timeout: its goroutine and descriptor go. They used to stay for
+// good: the peek found the same partial line at every wake-up, and a
+// server full of them stopped accepting and could not shut down.
+func TestPartialFirstLineIsReleased(t *testing.T) {
+	h := newHarness(t, Config{ReadHeaderTimeout: 100 * time.Millisecond})
+	closing, _ := h.dial()
+	write(t, closing, "POST /fast/p")
+	closing.Close()
+	stalled, sbr := h.dial()
+	write(t, stalled, "POST /fast/q")
+	if _, err := sbr.ReadByte(); err != io.EOF {
+		t.Fatalf("read %v on the stalled connection, want EOF", err)
+	}
+	waitFor(t, func() bool { return len(h.srv.snapshot()) == 0 })
+}
