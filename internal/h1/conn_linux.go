@@ -55,8 +55,10 @@ type conn struct {
 	// has to arrive whole. It is 0 while a handler runs.
 	deadline atomic.Int64
 	// requestBy is when the request being read must be whole: its first
-	// byte's arrival plus ReadHeaderTimeout, however slowly the rest comes.
+	// byte's arrival plus ReadHeaderTimeout, however slowly the rest comes
+	// (for the first request, the connection's start: peek waited for it).
 	requestBy int64
+	started   bool // a request was read: the next ones' time runs from their first byte
 }
 
 func newConn(s *Server, nc net.Conn) (*conn, error) {
@@ -70,7 +72,10 @@ func newConn(s *Server, nc net.Conn) (*conn, error) {
 	}
 	c := &conn{srv: s, nc: nc, rc: rc, remote: nc.RemoteAddr().String()}
 	c.readFn, c.writeFn = c.readOnce, c.writeOnce
-	c.deadline.Store(time.Now().Add(s.cfg.ReadHeaderTimeout).UnixNano())
+	// The first request's time runs from the connection's start: peek
+	// waited for its first line within it already.
+	c.requestBy = time.Now().Add(s.cfg.ReadHeaderTimeout).UnixNano()
+	c.deadline.Store(c.requestBy)
 	c.idle.Store(true)
 	return c, nil
 }
@@ -204,7 +209,10 @@ func (c *conn) read() bool {
 	}
 	if c.n == 0 {
 		c.idle.Store(false)
-		c.requestBy = time.Now().Add(c.srv.cfg.ReadHeaderTimeout).UnixNano()
+		if c.started {
+			c.requestBy = time.Now().Add(c.srv.cfg.ReadHeaderTimeout).UnixNano()
+		}
+		c.started = true // from now on, each request's time runs from its first byte
 	}
 	c.n += n
 	return true
@@ -228,8 +236,11 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 		}
 		total := req.headLen + int(req.contentLength)
 		if total > len(b) {
-			if total > len(*c.buf) {
-				c.grow(rest, total)
+			// The buffer grows as the body arrives, doubling when full:
+			// a head declaring a large body reserves nothing before its
+			// bytes come.
+			if total > len(*c.buf) && (c.n == len(*c.buf) || rest > 0) {
+				c.grow(rest, min(total, 2*len(*c.buf)))
 				rest = 0
 			}
 			return rest, false, false // wait for the body
@@ -248,7 +259,7 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 	return rest, false, false
 }
 
-// grow moves the request at rest into a buffer that holds total bytes.
+// grow moves the request at rest into a buffer of total bytes.
 func (c *conn) grow(rest, total int) {
 	b := make([]byte, total)
 	c.n = copy(b, (*c.buf)[rest:c.n])

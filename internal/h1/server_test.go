@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -490,4 +491,52 @@ func TestPartialFirstLineIsReleased(t *testing.T) {
 		t.Fatalf("read %v on the stalled connection, want EOF", err)
 	}
 	waitFor(t, func() bool { return len(h.srv.snapshot()) == 0 })
+}
+
+// TestFirstRequestTimeRunsFromTheConnection: the first request has
+// ReadHeaderTimeout from the connection's start, its first line's wait
+// included. The line's arrival used to start a fresh timeout: a client
+// trickling its first request had twice as long.
+func TestFirstRequestTimeRunsFromTheConnection(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	h := newHarness(t, Config{ReadHeaderTimeout: timeout})
+	start := time.Now()
+	c, br := h.dial()
+	write(t, c, "POST /fast/p")
+	time.Sleep(3 * timeout / 4) // the client's pace: the first line ends late
+	write(t, c, " HTTP/1.1\r\nHost: x\r\n")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("read %v, want EOF", err)
+	}
+	if d := time.Since(start); d > timeout+timeout/2 {
+		t.Fatalf("cut off %v after the connection began, want about %v", d.Round(time.Millisecond), timeout)
+	}
+}
+
+// TestDeclaredBodyReservesNothingUpFront: a head declaring a large body
+// does not reserve it before its bytes come; the buffer grows as they do.
+// It used to: 200 heads of 60,000-byte bodies held 12 MB.
+func TestDeclaredBodyReservesNothingUpFront(t *testing.T) {
+	h := newHarness(t, Config{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 200
+	for range n {
+		c, _ := h.dial()
+		write(t, c, "POST /fast/x HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n0123456789")
+	}
+	waitFor(t, func() bool { // every head read
+		list := h.srv.snapshot()
+		for _, c := range list {
+			if c.idle.Load() {
+				return false
+			}
+		}
+		return len(list) == n
+	})
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 6<<20 {
+		t.Fatalf("%d heads declaring 60,000-byte bodies allocated %d MB", n, grew>>20)
+	}
 }
