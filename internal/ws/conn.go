@@ -275,8 +275,14 @@ func (c *Conn) feed(data []byte) {
 	if c.ignoreRead {
 		return
 	}
-	own := len(c.pending) > 0 // data is c.pending, sized for the frame it starts with
+	own := len(c.pending) > 0 // data is c.pending, the frame it starts with
 	if own {
+		if need := len(c.pending) + len(data); need > cap(c.pending) {
+			// Doubling: a frame that trickles in is copied O(log n) times.
+			p := make([]byte, len(c.pending), max(need, 2*cap(c.pending)))
+			copy(p, c.pending)
+			c.pending = p
+		}
 		c.pending = append(c.pending, data...)
 		data = c.pending
 	}
@@ -301,10 +307,11 @@ func (c *Conn) feed(data []byte) {
 		}
 		end := n + int(h.length)
 		if len(data) < end {
-			// Keep the partial frame, with room for all of it. A frame that
-			// trickles in is copied once, not once per read.
-			if !own || cap(data) < end {
-				p := make([]byte, len(data), end)
+			// Keep the partial frame. Its buffer grows as it arrives
+			// (append doubles it), from twice what came: a header
+			// announcing 64 KiB reserves nothing before the bytes come.
+			if !own || cap(data) < min(end, partialFrameMin) {
+				p := make([]byte, len(data), min(end, max(2*len(data), partialFrameMin)))
 				copy(p, data)
 				data = p
 			}
@@ -325,6 +332,9 @@ func (c *Conn) feed(data []byte) {
 	copy(p, data)
 	c.pending = p
 }
+
+// partialFrameMin is the least room a partial frame's buffer starts with.
+const partialFrameMin = 4 << 10
 
 // failRead closes the connection for a reading error and ignores the rest.
 func (c *Conn) failRead(code int, reason string) {
