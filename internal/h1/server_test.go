@@ -12,10 +12,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
-	"runtime"
 	"testing"
 	"time"
 )
