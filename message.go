@@ -57,6 +57,35 @@ type ClientInfo struct {
 // MaxChannelLength is the longest channel name the protocol allows, in bytes.
 const MaxChannelLength = 255
 
+// MaxDataDepth bounds how deep a message's data nests arrays and objects.
+// Pushes and history replies wrap the data a few levels deeper, and
+// decoders have limits (Go's encoding/json: 10,000): data deeper than
+// this is refused where it comes in.
+const MaxDataDepth = 256
+
+// DataDepthWithin reports whether the JSON value b, which must be valid
+// JSON, nests arrays and objects at most limit deep.
+func DataDepthWithin(b []byte, limit int) bool {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++ // the escaped character
+				}
+			}
+		case '[', '{':
+			if depth++; depth > limit {
+				return false
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return true
+}
+
 // ValidChannel reports whether name is a valid channel name of at most
 // maxLen bytes: 1 or more bytes of [A-Za-z0-9_\-=@,.;:#$]. A maxLen of zero or
 // above MaxChannelLength means MaxChannelLength.

@@ -94,3 +94,25 @@ func TestNamespace(t *testing.T) {
 		}
 	}
 }
+
+func TestDataDepthWithin(t *testing.T) {
+	for _, tt := range []struct {
+		data  string
+		limit int
+		want  bool
+	}{
+		{`1`, 0, true},
+		{`[]`, 0, false},
+		{`[]`, 1, true},
+		{`[[1],{"a":[2]}]`, 3, true},
+		{`[[1],{"a":[2]}]`, 2, false},
+		{`"[[[[["`, 1, true},                    // brackets in a string do not count
+		{`["\"[[[", {"k\\":"]]]{{"}]`, 2, true}, // nor after escaped quotes and backslashes
+		{`{"a":{"b":{"c":{}}}}`, 4, true},
+		{`{"a":{"b":{"c":{}}}}`, 3, false},
+	} {
+		if got := wspush.DataDepthWithin([]byte(tt.data), tt.limit); got != tt.want {
+			t.Errorf("DataDepthWithin(%s, %d) = %v, want %v", tt.data, tt.limit, got, tt.want)
+		}
+	}
+}

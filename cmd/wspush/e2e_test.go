@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wspush/wspush"
 	"github.com/wspush/wspush/client"
 )
 
@@ -315,6 +317,37 @@ func TestMalformedFloodCloses4002(t *testing.T) {
 		}
 	}
 	c.expectClose(4002)
+
+	// Exactly as documented: 19 in a row are answered, the 20th closes
+	// (it used to take a 21st).
+	c = dial(t, s.WS, nil)
+	for range 19 {
+		c.send("garbage")
+	}
+	if r := c.call(1, `{"id":1,"op":"ping"}`); !r.OK {
+		t.Fatalf("a ping after 19 malformed frames: %s", r.raw)
+	}
+	for range 20 {
+		c.send("garbage")
+	}
+	replies := 0
+	for {
+		f, err := c.read(5 * time.Second)
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != 4002 {
+				t.Fatalf("after %d error replies: %v, want a close with 4002", replies, err)
+			}
+			break
+		}
+		if f.Type != "reply" || f.OK {
+			t.Fatalf("frame %s, want error replies, then the close", f.raw)
+		}
+		replies++
+	}
+	if replies != 19 {
+		t.Fatalf("%d error replies before the close, want 19: the 20th malformed frame closes", replies)
+	}
 }
 
 func TestRateLimit(t *testing.T) {
@@ -863,5 +896,31 @@ func TestPublishAPIDirectPath(t *testing.T) {
 	c.send(`{"id":1,"op":"ping"}`)
 	if f := c.reply(1); f.Error != nil {
 		t.Fatalf("ping: %+v", f)
+	}
+}
+
+// TestDeeplyNestedDataRefused: data nested deeper than MaxDataDepth is
+// refused with bad_request, over the API and from a client; at the limit
+// it goes through. It used to be taken up to encoding/json's 10,000
+// levels, and a history reply, which wraps it three levels deeper, could
+// then not be decoded by a Go client (the reply was dropped, the call
+// hung).
+func TestDeeplyNestedDataRefused(t *testing.T) {
+	s := startServer(t)
+	nested := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	r := post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"deep","data":`+nested(wspush.MaxDataDepth+1)+`}`, nil)
+	if r.Status != 400 || !strings.Contains(r.Body, "nested deeper") {
+		t.Errorf("API publish of data %d deep: %d %s, want 400 bad_request", wspush.MaxDataDepth+1, r.Status, r.Body)
+	}
+	r = post(t, "POST", s.URL+"/api/publish", "application/json", `{"channel":"deep","data":`+nested(wspush.MaxDataDepth)+`}`, nil)
+	if r.Status != 200 {
+		t.Errorf("API publish of data %d deep: %d %s, want 200", wspush.MaxDataDepth, r.Status, r.Body)
+	}
+	c := dial(t, s.WS, nil)
+	if f := c.call(1, `{"id":1,"op":"publish","channel":"deep","data":`+nested(wspush.MaxDataDepth+1)+`}`); f.OK || f.Error == nil || f.Error.Code != "bad_request" {
+		t.Errorf("client publish of data %d deep: %s, want bad_request", wspush.MaxDataDepth+1, f.raw)
+	}
+	if f := c.call(2, `{"id":2,"op":"publish","channel":"deep","data":`+nested(wspush.MaxDataDepth)+`}`); !f.OK {
+		t.Errorf("client publish of data %d deep: %s, want ok", wspush.MaxDataDepth, f.raw)
 	}
 }

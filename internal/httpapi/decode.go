@@ -56,6 +56,9 @@ func validJSON(b []byte) error {
 	if !json.Valid(b) {
 		return wspush.Errorf(wspush.ErrBadRequest, "malformed JSON body")
 	}
+	if !wspush.DataDepthWithin(b, wspush.MaxDataDepth+1) { // +1: the body's own object
+		return wspush.Errorf(wspush.ErrBadRequest, "JSON body nested deeper than "+strconv.Itoa(wspush.MaxDataDepth)+" levels")
+	}
 	return nil
 }
 

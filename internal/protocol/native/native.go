@@ -32,8 +32,8 @@ const (
 	DefaultRateLimit = 100
 	// DefaultRateBurst is the commands a connection may send at once.
 	DefaultRateBurst = 200
-	// maxStrikes is how many malformed frames in a row a connection may
-	// send before it is closed with 4002.
+	// maxStrikes is how many malformed frames in a row close a connection
+	// with 4002.
 	maxStrikes = 20
 	// commandTimeout bounds a command's call to the broker.
 	commandTimeout = 10 * time.Second

@@ -419,6 +419,8 @@ func (s *session) handlePublish(ctx context.Context, cmd Command) {
 		err = wspush.Errorf(wspush.ErrForbidden, "clients may not publish to "+strconv.Quote(cmd.Channel)+": client_publish is off for its namespace")
 	case cmd.Data == nil:
 		err = wspush.Errorf(wspush.ErrBadRequest, "missing data")
+	case !wspush.DataDepthWithin(cmd.Data, wspush.MaxDataDepth):
+		err = wspush.Errorf(wspush.ErrBadRequest, "data nested deeper than "+strconv.Itoa(wspush.MaxDataDepth)+" levels")
 	}
 	if err != nil {
 		s.reply(cmd.ID, err)
@@ -582,7 +584,7 @@ func (s *session) reply(id *int64, err error) {
 // strike answers a malformed frame; too many in a row close the connection.
 func (s *session) strike(id *int64, err error) {
 	s.strikes++
-	if s.strikes > maxStrikes {
+	if s.strikes >= maxStrikes {
 		s.conn.Close(ws.CloseAppProtocolError, "protocol error: too many malformed frames")
 		return
 	}
