@@ -1413,3 +1413,23 @@ func TestRecoveryBeyondTheSendQueue(t *testing.T) {
 		}
 	})
 }
+
+// TestPresenceTooLargeForAReply: a presence list larger than a reply may
+// be (half the send queue) is refused with too_large, and the connection
+// stays; the count still answers. The list used to be sent whole, and
+// the asking connection was closed as a slow consumer (4001).
+func TestPresenceTooLargeForAReply(t *testing.T) {
+	s := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: pres\n    presence: true\n"),
+		"--queue-max-bytes", "16KiB", "--max-frame-size", "8KiB", "--max-publish-size", "8KiB")
+	const n = 400 // ~13 KB of client ids: over the 8 KiB a reply may hold
+	for range n {
+		dial(t, s.WS+"?channels=pres:x", nil)
+	}
+	c := dial(t, s.WS+"?channels=pres:x", nil)
+	if f := c.call(1, `{"id":1,"op":"presence","channel":"pres:x"}`); f.OK || f.Error == nil || f.Error.Code != "too_large" {
+		t.Fatalf("presence of %d clients: %s, want too_large", n+1, f.raw)
+	}
+	if f := c.call(2, `{"id":2,"op":"presence_stats","channel":"pres:x"}`); !f.OK || f.NumClients == nil || *f.NumClients != n+1 {
+		t.Fatalf("presence_stats: %s, want %d clients", f.raw, n+1)
+	}
+}

@@ -554,9 +554,16 @@ func (s *session) handlePresence(ctx context.Context, cmd Command) {
 		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "presence unavailable, retry"))
 		return
 	}
-	s.conn.Send(s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
+	reply := s.proto.enc.replyWith(cmd.ID, nil, func(b []byte) []byte {
 		return appendClients(append(b, `,"clients":`...), clients)
-	}))
+	})
+	if len(reply) > s.proto.cfg.ReplyMaxBytes {
+		// More than the send queue takes at once (it would close the
+		// connection as a slow consumer): the count, and the API, serve.
+		s.reply(cmd.ID, wspush.Errorf(wspush.ErrTooLarge, strconv.Itoa(len(clients))+" clients are more than a reply holds: ask presence_stats, or GET /api/presence/"+cmd.Channel))
+		return
+	}
+	s.conn.Send(reply)
 }
 
 // appendClients appends clients as a JSON list sorted by client id.
