@@ -167,6 +167,10 @@ func (c *config) validate() error {
 	if largest := max(c.MaxPublishSize, c.MaxFrameSize); c.QueueMaxBytes > 0 && c.QueueMaxBytes < largest+queueFrameOverhead {
 		bad("queue_max_bytes (%d) must hold the largest message (max_publish_size %d, max_frame_size %d) and its envelope: at least %d", c.QueueMaxBytes, c.MaxPublishSize, c.MaxFrameSize, largest+queueFrameOverhead)
 	}
+	// So must it the largest welcome, which lists the ?channels= ones.
+	if welcome := size(c.MaxSubscriptions*(c.MaxChannelLength+3) + queueFrameOverhead); c.QueueMaxBytes > 0 && c.MaxSubscriptions > 0 && c.QueueMaxBytes < welcome {
+		bad("queue_max_bytes (%d) must hold the largest welcome (max_subscriptions %d channels of max_channel_length %d): at least %d", c.QueueMaxBytes, c.MaxSubscriptions, c.MaxChannelLength, welcome)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}

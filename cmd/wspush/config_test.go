@@ -370,6 +370,7 @@ func TestConfigInvalid(t *testing.T) {
 		{name: "NaN rate", env: []string{"WSPUSH_CLIENT_RATE_LIMIT", "NaN"}, wantHas: []string{"client_rate_limit must be a positive number, not NaN"}},
 		{name: "infinite rate", args: []string{"--client-rate-limit", "+Inf"}, wantHas: []string{"client_rate_limit must be a positive number"}},
 		{name: "queue smaller than a message", args: []string{"--queue-max-bytes", "1KiB"}, wantHas: []string{"queue_max_bytes (1024) must hold the largest message", "at least 66048"}},
+		{name: "queue smaller than a welcome", args: []string{"--queue-max-bytes", "64KiB", "--max-frame-size", "8KiB", "--max-publish-size", "8KiB"}, wantHas: []string{"queue_max_bytes (65536) must hold the largest welcome", "at least 66560"}},
 		{name: "queue smaller than a frame", yaml: "max_frame_size: 1MiB\nqueue_max_bytes: 1MiB\n", wantHas: []string{"queue_max_bytes", "max_frame_size 1048576"}},
 		{name: "zero burst", args: []string{"--client-rate-burst", "0"}, wantHas: []string{"client_rate_burst must be positive"}},
 		{name: "origin without scheme", args: []string{"--allowed-origins", "app.example.com"}, wantHas: []string{"allowed_origins", "app.example.com"}},

@@ -1420,7 +1420,7 @@ func TestRecoveryBeyondTheSendQueue(t *testing.T) {
 // the asking connection was closed as a slow consumer (4001).
 func TestPresenceTooLargeForAReply(t *testing.T) {
 	s := startServer(t, "--config", writeConfig(t, "namespaces:\n  - name: pres\n    presence: true\n"),
-		"--queue-max-bytes", "16KiB", "--max-frame-size", "8KiB", "--max-publish-size", "8KiB")
+		"--queue-max-bytes", "16KiB", "--max-frame-size", "8KiB", "--max-publish-size", "8KiB", "--max-subscriptions", "16")
 	const n = 400 // ~13 KB of client ids: over the 8 KiB a reply may hold
 	for range n {
 		dial(t, s.WS+"?channels=pres:x", nil)
