@@ -31,8 +31,7 @@ func TestMain(m *testing.M) {
 // /push body to every connection.
 type seedServer struct {
 	*httptest.Server
-	mu    sync.Mutex
-	conns map[*seedConn]struct{}
+	seedConns
 }
 
 type seedConn struct {
@@ -46,8 +45,48 @@ func (c *seedConn) write(b []byte) {
 	_ = c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
+// seedConns is the set of a test server's connections.
+type seedConns struct {
+	mu    sync.Mutex
+	conns map[*seedConn]struct{}
+}
+
+// hold keeps c in the set until it ends, reading what it sends; it
+// calls registered, if not nil, once c is in the set.
+func (s *seedConns) hold(c *seedConn, registered func()) {
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*seedConn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if registered != nil {
+		registered()
+	}
+	for {
+		if _, _, err := c.ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.ws.Close()
+}
+
+// broadcast writes each of frames to every connection.
+func (s *seedConns) broadcast(frames ...[]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		for _, f := range frames {
+			c.write(f)
+		}
+	}
+}
+
 func startSeedServer(t *testing.T) *seedServer {
-	s := &seedServer{conns: map[*seedConn]struct{}{}}
+	s := &seedServer{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
@@ -55,28 +94,11 @@ func startSeedServer(t *testing.T) *seedServer {
 			return
 		}
 		c := &seedConn{ws: ws}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		c.write([]byte("heartbeat"))
-		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
-				break
-			}
-		}
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		ws.Close()
+		s.hold(c, func() { c.write([]byte("heartbeat")) })
 	})
 	mux.HandleFunc("POST /push", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for c := range s.conns {
-			c.write(body)
-			c.write([]byte("heartbeat")) // noise the client must ignore
-		}
+		s.broadcast(body, []byte("heartbeat")) // the heartbeat: noise the client must ignore
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.048576e+07")

@@ -24,8 +24,7 @@ import (
 // pushed body goes to every connection) with hooks to misbehave.
 type hookServer struct {
 	*httptest.Server
-	mu      sync.Mutex
-	conns   map[*seedConn]struct{}
+	seedConns
 	nconn   atomic.Int64
 	npush   atomic.Int64
 	onConn  func(k int64, c *seedConn) bool                                      // after the heartbeat; false: drop the connection
@@ -33,16 +32,7 @@ type hookServer struct {
 	preConn func(k int64)                                                        // before the upgrade of connection k
 }
 
-func (s *hookServer) broadcast(body []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.write(body)
-	}
-}
-
 func startHookServer(t *testing.T, s *hookServer) *hookServer {
-	s.conns = map[*seedConn]struct{}{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		k := s.nconn.Add(1) - 1
@@ -59,18 +49,7 @@ func startHookServer(t *testing.T, s *hookServer) *hookServer {
 			ws.Close()
 			return
 		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
-				break
-			}
-		}
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		ws.Close()
+		s.hold(c, nil)
 	})
 	mux.HandleFunc("POST /push", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

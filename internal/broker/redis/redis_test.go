@@ -105,6 +105,19 @@ func checkSequence(t *testing.T, got []uint64, n int) {
 	}
 }
 
+// proxiedPair runs two nodes on one redis-server: a through a proxy the
+// test cuts, its messages collected in got, and b directly.
+func proxiedPair(t *testing.T) (srv *redistest.Server, proxy *proxytest.Proxy, a, b *redis.Broker, got *collector) {
+	t.Helper()
+	srv = redistest.Start(t, redistest.Options{})
+	proxy = proxytest.Start(t, srv.Addr)
+	a, b = newBroker(t, "redis://"+proxy.Addr()), newBroker(t, srv.URL)
+	got = &collector{}
+	run(t, a, got)
+	run(t, b, &collector{})
+	return srv, proxy, a, b, got
+}
+
 // TestCatchUpAfterPubSubLoss cuts a node's connections to Redis while
 // another node publishes: the node reconnects and delivers what it missed
 // from the history, once, in order, and nothing from before it subscribed.
@@ -120,12 +133,7 @@ func TestCatchUpAfterPubSubLoss(t *testing.T) {
 		{"before the first message, with history", 3, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			srv := redistest.Start(t, redistest.Options{})
-			proxy := proxytest.Start(t, srv.Addr)
-			a, b := newBroker(t, "redis://"+proxy.Addr()), newBroker(t, srv.URL)
-			got := &collector{}
-			run(t, a, got)
-			run(t, b, &collector{})
+			srv, proxy, a, b, got := proxiedPair(t)
 			ctx := context.Background()
 			n := 0
 			publish := func() {
@@ -519,12 +527,7 @@ func TestResyncSkipsChannelsWithoutHistory(t *testing.T) {
 // offset. It used to ask for what followed the dead epoch's position, get
 // "not complete", and read nothing.
 func TestCatchUpAcrossAnExpiredEpoch(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	proxy := proxytest.Start(t, srv.Addr)
-	a, b := newBroker(t, "redis://"+proxy.Addr()), newBroker(t, srv.URL)
-	got := &collector{}
-	run(t, a, got)
-	run(t, b, &collector{})
+	srv, proxy, a, b, got := proxiedPair(t)
 	ctx := context.Background()
 	short := wspush.PublishOptions{HistorySize: 1000, HistoryTTL: 300 * time.Millisecond}
 	if _, err := b.Publish(ctx, &wspush.Message{Channel: "q", Data: []byte(`0`)}, short); err != nil {
