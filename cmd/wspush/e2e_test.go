@@ -192,6 +192,7 @@ func TestErrorRepliesKeepConnectionOpen(t *testing.T) {
 		{"publish without data", `{"id":9,"op":"publish","channel":"chat"}`, "bad_request", 9},
 		{"publish forbidden", `{"id":10,"op":"publish","channel":"news:1","data":1}`, "forbidden", 10},
 		{"unsubscribe missing channel", `{"id":11,"op":"unsubscribe"}`, "bad_request", 11},
+		{"unsubscribe bad channel", `{"id":12,"op":"unsubscribe","channel":"no spaces"}`, "bad_request", 12},
 	}
 	for _, tt := range tests {
 		c.send(tt.frame)

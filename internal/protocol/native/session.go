@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"sync"
@@ -402,8 +403,8 @@ func checkSince(since *wspush.StreamPosition) error {
 }
 
 func (s *session) handleUnsubscribe(ctx context.Context, cmd Command) error {
-	if cmd.Channel == "" {
-		return wspush.Errorf(wspush.ErrBadRequest, "missing channel")
+	if _, err := s.proto.checkChannel(cmd.Channel); errors.Is(err, wspush.ErrBadRequest) {
+		return err // a name no subscription can have; an unknown namespace is fine
 	}
 	if _, ok := s.channels[cmd.Channel]; ok {
 		s.leave(ctx, cmd.Channel)
