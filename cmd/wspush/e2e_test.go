@@ -924,4 +924,11 @@ func TestDeeplyNestedDataRefused(t *testing.T) {
 	if f := c.call(2, `{"id":2,"op":"publish","channel":"deep","data":`+nested(wspush.MaxDataDepth)+`}`); !f.OK {
 		t.Errorf("client publish of data %d deep: %s, want ok", wspush.MaxDataDepth, f.raw)
 	}
+	// The raw endpoint's JSON body is the data itself: the same limit.
+	if r := post(t, "POST", s.URL+"/api/publish/deep", "application/json", nested(wspush.MaxDataDepth+1), nil); r.Status != 400 {
+		t.Errorf("raw publish of data %d deep: %d %s, want 400", wspush.MaxDataDepth+1, r.Status, r.Body)
+	}
+	if r := post(t, "POST", s.URL+"/api/publish/deep", "application/json", nested(wspush.MaxDataDepth), nil); r.Status != 200 {
+		t.Errorf("raw publish of data %d deep: %d %s, want 200", wspush.MaxDataDepth, r.Status, r.Body)
+	}
 }

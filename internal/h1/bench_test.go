@@ -88,3 +88,52 @@ func BenchmarkParseHead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLargeBody is a keep-alive publish with a 48 KiB body, which
+// outgrows the connection's first buffer: it measures the buffer's growth.
+func BenchmarkLargeBody(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 48<<10)
+	req := append([]byte("POST /fast/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), ln, Config{Handler: discardHandler, Fast: fast})
+	hs := &http.Server{Handler: okHandler}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Run(ctx) })
+	wg.Go(func() { _ = hs.Serve(srv.Listener()) })
+	defer func() { _ = hs.Close(); cancel(); wg.Wait() }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += m
+			if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 && bytes.HasSuffix(buf[:n], []byte("}\n")) {
+				break
+			}
+		}
+	}
+}
+
+var discardHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	_, _ = w.Write([]byte("{\"ok\":true}\n"))
+})

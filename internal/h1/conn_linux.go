@@ -240,7 +240,9 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 			// a head declaring a large body reserves nothing before its
 			// bytes come.
 			if total > len(*c.buf) && (c.n == len(*c.buf) || rest > 0) {
-				c.grow(rest, min(total, 2*len(*c.buf)))
+				// Room for what the kernel holds already: a body that
+				// came at once costs one allocation, a stalled one none.
+				c.grow(rest, min(total, max(2*len(*c.buf), c.n-rest+c.queued())))
 				rest = 0
 			}
 			return rest, false, false // wait for the body
@@ -257,6 +259,13 @@ func (c *conn) answer(ctx context.Context, out *[]byte) (rest int, closing, hand
 		}
 	}
 	return rest, false, false
+}
+
+// queued returns how many bytes the socket holds, not read yet.
+func (c *conn) queued() int {
+	var q int
+	_ = c.rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return max(q, 0)
 }
 
 // grow moves the request at rest into a buffer of total bytes.

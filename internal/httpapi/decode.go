@@ -14,7 +14,7 @@ import (
 // slices values out of b without copying them. An unknown field is an
 // error, so that a typo ("chanel") is not silently ignored.
 func decodeObject(b []byte, field func(key string, value []byte) (known bool, err error)) error {
-	if err := validJSON(b); err != nil {
+	if err := validJSON(b, wspush.MaxDataDepth+1); err != nil { // +1: the body's own object
 		return err
 	}
 	i := skipSpace(b, 0)
@@ -49,15 +49,15 @@ func decodeObject(b []byte, field func(key string, value []byte) (known bool, er
 // validJSON checks that b is one JSON value in UTF-8. encoding/json lets
 // invalid UTF-8 through, but a text frame carrying it would make browsers
 // drop the connection of every subscriber.
-func validJSON(b []byte) error {
+func validJSON(b []byte, depth int) error {
 	if !utf8.Valid(b) {
 		return wspush.Errorf(wspush.ErrBadRequest, "body is not valid UTF-8")
 	}
 	if !json.Valid(b) {
 		return wspush.Errorf(wspush.ErrBadRequest, "malformed JSON body")
 	}
-	if !wspush.DataDepthWithin(b, wspush.MaxDataDepth+1) { // +1: the body's own object
-		return wspush.Errorf(wspush.ErrBadRequest, "JSON body nested deeper than "+strconv.Itoa(wspush.MaxDataDepth)+" levels")
+	if !wspush.DataDepthWithin(b, depth) {
+		return wspush.Errorf(wspush.ErrBadRequest, "data nested deeper than "+strconv.Itoa(wspush.MaxDataDepth)+" levels")
 	}
 	return nil
 }

@@ -138,7 +138,7 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 		}
 		var data json.RawMessage
 		if isJSON(r) {
-			if err := validJSON(body); err != nil {
+			if err := validJSON(body, wspush.MaxDataDepth); err != nil { // the body is the data
 				writeError(w, err)
 				return
 			}

@@ -278,8 +278,15 @@ func (c *Conn) feed(data []byte) {
 	own := len(c.pending) > 0 // data is c.pending, the frame it starts with
 	if own {
 		if need := len(c.pending) + len(data); need > cap(c.pending) {
-			// Doubling: a frame that trickles in is copied O(log n) times.
-			p := make([]byte, len(c.pending), max(need, 2*cap(c.pending)))
+			// Twice what came, never past the frame's end (unless the
+			// next frames' bytes came too): a frame that trickles in is
+			// copied O(log n) times, and a stalled one holds at most twice
+			// what it sent.
+			size := max(need, 2*cap(c.pending))
+			if h, n, err := parseHeader(c.pending); err == nil && n > 0 && h.length <= int64(c.srv.cfg.ReadLimit) {
+				size = max(need, min(n+int(h.length), 2*need))
+			}
+			p := make([]byte, len(c.pending), size)
 			copy(p, c.pending)
 			c.pending = p
 		}

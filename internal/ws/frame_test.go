@@ -713,3 +713,82 @@ func TestFrameHeaderReservesNothing(t *testing.T) {
 		t.Fatalf("got %d messages, want the 64 KiB one", len(msgs))
 	}
 }
+
+// feedChunks feeds frame to a socketless Conn in chunk-byte reads and
+// returns the largest capacity c.pending reached.
+func feedChunks(t testing.TB, frame []byte, chunk int) (maxCap int, msgs int) {
+	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
+	rec := &recSession{done: make(chan struct{})}
+	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for off := 0; off < len(frame); off += chunk {
+		b := bytes.Clone(frame[off:min(off+chunk, len(frame))])
+		c.feed(b)
+		maxCap = max(maxCap, cap(c.pending))
+	}
+	return maxCap, len(rec.messages())
+}
+
+// TestPartialFrameNeverExceedsFrame: a partial frame's buffer never grows
+// past the frame, whatever the size of the reads (the doubling used to
+// reach twice the frame).
+func TestPartialFrameNeverExceedsFrame(t *testing.T) {
+	frame := clientFrame(true, opBinary, bytes.Repeat([]byte("x"), 64<<10)) // the default max_frame_size
+	for _, chunk := range []int{1, 4096, readBufSize} {
+		maxCap, n := feedChunks(t, frame, chunk)
+		if n != 1 {
+			t.Fatalf("chunk %d: %d messages", chunk, n)
+		}
+		if maxCap > len(frame) {
+			t.Errorf("chunk %d: a %d-byte frame held a %d-byte buffer (%.2fx)", chunk, len(frame), maxCap, float64(maxCap)/float64(len(frame)))
+		}
+	}
+}
+
+// BenchmarkFeed64KiBIn16KiBReads: a max-size client message arriving in
+// the poller's 16 KiB reads.
+func BenchmarkFeed64KiBIn16KiBReads(b *testing.B) {
+	frame := clientFrame(true, opBinary, bytes.Repeat([]byte("x"), 64<<10))
+	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
+	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: nopSession{}}
+	bufs := make([][]byte, 0)
+	for off := 0; off < len(frame); off += readBufSize {
+		bufs = append(bufs, frame[off:min(off+readBufSize, len(frame))])
+	}
+	rb := make([]byte, readBufSize)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for b.Loop() {
+		for _, p := range bufs {
+			n := copy(rb, p)
+			c.feed(rb[:n])
+		}
+	}
+}
+
+type nopSession struct{}
+
+func (nopSession) HandleMessage(bool, []byte) {}
+func (nopSession) Closed()                    {}
+
+// TestStalledFrameHeldOnce: a client sends a 64 KiB frame's first 65,536
+// bytes in 16 KiB reads, then one more byte, then stalls: the connection
+// holds the frame's size, not twice it (128 KiB before the cap).
+func TestStalledFrameHeldOnce(t *testing.T) {
+	frame := clientFrame(true, opBinary, bytes.Repeat([]byte("x"), 64<<10))
+	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
+	rec := &recSession{done: make(chan struct{})}
+	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for off := 0; off < 65536; off += readBufSize {
+		c.feed(bytes.Clone(frame[off : off+readBufSize]))
+	}
+	c.feed(bytes.Clone(frame[65536:65537]))
+	if got := cap(c.pending); got > len(frame) {
+		t.Fatalf("stalled %d-byte frame holds %d bytes", len(frame), got)
+	}
+}
