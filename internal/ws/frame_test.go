@@ -671,9 +671,7 @@ func FuzzParseFrame(f *testing.F) {
 func TestFeedTricklingFrame(t *testing.T) {
 	payload := bytes.Repeat([]byte("trickle!"), 8<<10)
 	frame := clientFrame(true, opBinary, payload)
-	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
-	rec := &recSession{done: make(chan struct{})}
-	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c, rec := feedConn()
 	one := make([]byte, 1)
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
@@ -699,9 +697,7 @@ func TestFeedTricklingFrame(t *testing.T) {
 // whole frame (2,000 such headers held 144 MB more in a black-box test).
 func TestFrameHeaderReservesNothing(t *testing.T) {
 	frame := clientFrame(true, opBinary, bytes.Repeat([]byte("x"), 64<<10))
-	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
-	rec := &recSession{done: make(chan struct{})}
-	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c, rec := feedConn()
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	c.feed(bytes.Clone(frame[:20])) // the header and a few bytes
@@ -717,9 +713,7 @@ func TestFrameHeaderReservesNothing(t *testing.T) {
 // feedChunks feeds frame to a socketless Conn in chunk-byte reads and
 // returns the largest capacity c.pending reached.
 func feedChunks(t testing.TB, frame []byte, chunk int) (maxCap int, msgs int) {
-	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
-	rec := &recSession{done: make(chan struct{})}
-	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c, rec := feedConn()
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for off := 0; off < len(frame); off += chunk {
@@ -779,9 +773,7 @@ func (nopSession) Closed()                    {}
 // holds the frame's size, not twice it (128 KiB before the cap).
 func TestStalledFrameHeldOnce(t *testing.T) {
 	frame := clientFrame(true, opBinary, bytes.Repeat([]byte("x"), 64<<10))
-	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
-	rec := &recSession{done: make(chan struct{})}
-	c := &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}
+	c, _ := feedConn()
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for off := 0; off < 65536; off += readBufSize {
@@ -791,4 +783,12 @@ func TestStalledFrameHeldOnce(t *testing.T) {
 	if got := cap(c.pending); got > len(frame) {
 		t.Fatalf("stalled %d-byte frame holds %d bytes", len(frame), got)
 	}
+}
+
+// feedConn is a socketless Conn, for feed, that records the messages it
+// reads; its read limit is 128 KiB.
+func feedConn() (*Conn, *recSession) {
+	srv := NewServer(slog.New(slog.DiscardHandler), Config{ReadLimit: 1 << 17})
+	rec := &recSession{done: make(chan struct{})}
+	return &Conn{srv: srv, nc: &sinkConn{}, fd: -1, id: 1, session: recordOnly{rec}}, rec
 }
