@@ -192,6 +192,13 @@ func (cl *Client) callback(f func()) {
 	f()
 }
 
+// onDisconnect calls OnDisconnect, if set.
+func (cl *Client) onDisconnect(err error, retryIn time.Duration) {
+	if cl.opts.OnDisconnect != nil {
+		cl.callback(func() { cl.opts.OnDisconnect(err, retryIn) })
+	}
+}
+
 // run keeps a connection up until the Client stops. It owns every
 // connection: it dials, waits for the end and dials again.
 func (cl *Client) run() {
@@ -221,16 +228,12 @@ func (cl *Client) run() {
 		}
 		if final(err) {
 			cl.stop(err)
-			if cl.opts.OnDisconnect != nil {
-				cl.callback(func() { cl.opts.OnDisconnect(err, 0) })
-			}
+			cl.onDisconnect(err, 0)
 			return
 		}
 		delay := backoff(attempt, cl.opts.MinDelay, cl.opts.MaxDelay)
 		attempt++
-		if cl.opts.OnDisconnect != nil {
-			cl.callback(func() { cl.opts.OnDisconnect(err, delay) })
-		}
+		cl.onDisconnect(err, delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

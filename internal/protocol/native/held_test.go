@@ -73,7 +73,7 @@ func TestFloorDropsLatePushes(t *testing.T) {
 		t.Fatalf("a channel without history left a floor: %v, nwatch %d", s.floors, s.nwatch.Load())
 	}
 	s.heldMu.Lock()
-	s.dropFloor("a")
+	s.dropFloorLocked("a")
 	s.heldMu.Unlock()
 	if s.floors != nil || s.nwatch.Load() != 0 {
 		t.Fatalf("after dropping the floor: %v, nwatch %d; want nil, 0", s.floors, s.nwatch.Load())

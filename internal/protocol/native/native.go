@@ -174,10 +174,10 @@ func (p *Protocol) Open(c *ws.Conn, channels []string) ws.Session {
 		// A reply would answer no command (a client that sends commands
 		// without ids would take it for the reply to its first one), and a
 		// welcome would promise subscriptions that are not all there: the
-		// connection ends instead, the others undone, with a code that
-		// says to try again.
-		// Closed first: a closing connection takes no more frames, and the
-		// undoing can wait on the hub, which meanwhile still delivers.
+		// connection ends, with a code that says to try again, and then
+		// the other subscriptions are undone. Closed first: a closing
+		// connection takes no more frames, and the undoing can wait on
+		// the hub, which meanwhile still delivers.
 		c.Close(ws.CloseTryAgainLater, "subscribe failed: broker unavailable, retry")
 		p.logger.Warn("closed a connection whose ?channels= subscriptions failed", "err", failed[0])
 		for _, ch := range joined {

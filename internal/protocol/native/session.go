@@ -93,7 +93,7 @@ func (s *session) send(m *wspush.Message, frame []byte, now bool) bool {
 					s.heldMu.Unlock()
 					return true // the client has it: replayed, or before the reply's position
 				}
-				s.dropFloorLocked(i) // past it: the pushes that follow are too
+				s.removeFloorLocked(i) // past it: the pushes that follow are too
 				break
 			}
 		}
@@ -145,7 +145,7 @@ func (s *session) release(ch string, at wspush.StreamPosition, frames ...[]byte)
 	}
 	s.unholdLocked(ch)
 	if at.Epoch != "" && !past {
-		s.dropFloor(ch)
+		s.dropFloorLocked(ch)
 		s.floors = append(s.floors, channelFloor{ch, at})
 		s.nwatch.Add(1)
 	}
@@ -161,18 +161,19 @@ func (s *session) unholdLocked(ch string) {
 	s.nwatch.Add(-1)
 }
 
-// dropFloor forgets the floor of ch, if it has one. s.heldMu is held.
-func (s *session) dropFloor(ch string) {
+// dropFloorLocked forgets the floor of ch, if it has one. s.heldMu is
+// held.
+func (s *session) dropFloorLocked(ch string) {
 	for i, f := range s.floors {
 		if f.channel == ch {
-			s.dropFloorLocked(i)
+			s.removeFloorLocked(i)
 			return
 		}
 	}
 }
 
-// dropFloorLocked forgets floor i. s.heldMu is held.
-func (s *session) dropFloorLocked(i int) {
+// removeFloorLocked forgets floor i. s.heldMu is held.
+func (s *session) removeFloorLocked(i int) {
 	last := len(s.floors) - 1
 	s.floors[i] = s.floors[last]
 	s.floors[last] = channelFloor{}
@@ -226,7 +227,7 @@ func (s *session) leave(ctx context.Context, ch string) {
 func (s *session) unsubscribe(ctx context.Context, ch string) {
 	delete(s.channels, ch)
 	s.heldMu.Lock()
-	s.dropFloor(ch) // a later subscribe starts from its own position
+	s.dropFloorLocked(ch) // a later subscribe starts from its own position
 	s.heldMu.Unlock()
 	if err := s.proto.hub.Unsubscribe(ctx, ch, s); err != nil {
 		s.proto.logger.Warn("broker unsubscribe failed", "channel", ch, "err", err)
