@@ -59,6 +59,9 @@ func TestHandshakeErrors(t *testing.T) {
 		{"key not base64", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "not base64!!") }, wspush.ErrBadRequest, false},
 		{"key of 15 bytes", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAA") }, wspush.ErrBadRequest, false},
 		{"key of 17 bytes", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAAA=") }, wspush.ErrBadRequest, false},
+		{"HTTP/1.0", func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0 }, wspush.ErrBadRequest, false},
+		{"HTTP/2", func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0 }, nil, false},
+		{"two keys", func(r *http.Request) { r.Header.Add("Sec-WebSocket-Key", testKey) }, wspush.ErrBadRequest, false},
 		{"foreign origin", func(r *http.Request) { r.Header.Set("Origin", "https://evil.example") }, wspush.ErrForbidden, false},
 	}
 	h := newHarness(t, Config{})
@@ -107,6 +110,8 @@ func TestHandshakeErrorsOverTCP(t *testing.T) {
 			{"missing Upgrade", strings.Replace(valid, "Upgrade: websocket\r\n", "", 1), false},
 			{"version 8", strings.Replace(valid, "Version: 13", "Version: 8", 1), true},
 			{"bad key", strings.Replace(valid, testKey, "short", 1), false},
+			{"HTTP/1.0", strings.Replace(valid, "HTTP/1.1", "HTTP/1.0", 1), false},
+			{"two keys", strings.Replace(valid, "Sec-WebSocket-Key: "+testKey+"\r\n", "Sec-WebSocket-Key: "+testKey+"\r\nSec-WebSocket-Key: "+testKey+"\r\n", 1), false},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

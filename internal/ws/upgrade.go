@@ -19,6 +19,10 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (string, error) {
 	if r.Method != http.MethodGet {
 		return "", wspush.Errorf(wspush.ErrBadRequest, "websocket handshake must be a GET")
 	}
+	if !r.ProtoAtLeast(1, 1) {
+		// RFC 6455 section 4.1: the request is HTTP/1.1 or later.
+		return "", wspush.Errorf(wspush.ErrBadRequest, "websocket handshake needs HTTP/1.1, not "+r.Proto)
+	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
 		return "", wspush.Errorf(wspush.ErrBadRequest, "not a websocket handshake: expected Connection: Upgrade and Upgrade: websocket")
 	}
@@ -26,7 +30,12 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (string, error) {
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		return "", wspush.Errorf(wspush.ErrBadRequest, "unsupported websocket version: this server speaks version 13")
 	}
-	key := r.Header.Get("Sec-Websocket-Key")
+	keys := r.Header.Values("Sec-Websocket-Key")
+	if len(keys) != 1 {
+		// Two keys leave the answer ambiguous (RFC 6455 section 4.2.1).
+		return "", wspush.Errorf(wspush.ErrBadRequest, "bad Sec-WebSocket-Key: want exactly one")
+	}
+	key := keys[0]
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
 		return "", wspush.Errorf(wspush.ErrBadRequest, "bad Sec-WebSocket-Key")
 	}
