@@ -20,6 +20,9 @@ const (
 	Readable = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 	// Writable is room in the socket's send buffer.
 	Writable = unix.EPOLLOUT | unix.EPOLLONESHOT
+	// Hangup is the socket's end only (epoll reports it, and errors,
+	// whatever a socket is armed for).
+	Hangup = unix.EPOLLONESHOT
 )
 
 // Poller watches sockets, each registered with the value its events are

@@ -11,6 +11,7 @@ const Supported = false
 const (
 	Readable = 1
 	Writable = 4
+	Hangup   = 0
 )
 
 // Poller is a stand-in: New fails, and callers use goroutines instead.

@@ -49,6 +49,7 @@ type Conn struct {
 	fragOp     byte   // opcode of frag, or 0 when no fragmented message is open
 	ignoreRead bool   // a close was sent or received: discard what the peer still sends
 	torn       bool   // teardown has run
+	eof        bool   // the peer ended its half of the TCP connection; the send side drains
 
 	// Send side.
 	mu            sync.Mutex
@@ -57,9 +58,10 @@ type Conn struct {
 	begun         bool     // queue[0] is what a write left of a frame: it must go out, whole, before anything else
 	writing       bool     // the flusher pool or a writer goroutine owns the writes
 	state         connState
-	closeDeadline int64 // UnixNano after which a connection whose close frame is out is aborted
-	closeCode     int   // the code of the close frame sent, or received first
-	peerClosed    bool  // the peer sent a close frame
+	closeCode     int32         // the code of the close frame sent, or received first
+	closeDeadline int64         // UnixNano after which a connection whose close frame is out is aborted
+	peerClosed    bool          // the peer sent a close frame, or ended its half of the connection
+	drained       chan struct{} // made by drainAfterEOF for a reader goroutine to wait on; closed by abort
 }
 
 // ID returns the connection's number, unique within the Server.
@@ -138,7 +140,7 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	c.state = stateClosing
-	c.closeCode = code
+	c.closeCode = int32(code)
 	if code == CloseSlowConsumer {
 		// Drop what waits, except the rest of a frame whose start is on
 		// the wire: without it the close frame would land inside it.
@@ -233,6 +235,7 @@ func (c *Conn) abort() {
 	c.state = stateDone
 	clear(c.queue)
 	c.queue, c.queued = c.queue[:0], 0
+	c.releaseDrainedLocked()
 	c.mu.Unlock()
 	_ = c.nc.SetWriteDeadline(aLongTimeAgo)
 	if c.rc != nil {
@@ -254,7 +257,8 @@ func (c *Conn) teardown() {
 	c.state = stateDone
 	clear(c.queue)
 	c.queue, c.queued = c.queue[:0], 0
-	code := c.closeCode
+	c.releaseDrainedLocked()
+	code := int(c.closeCode)
 	c.mu.Unlock()
 	if c.fd >= 0 {
 		c.srv.poller.Remove(c.fd, c)
@@ -267,6 +271,50 @@ func (c *Conn) teardown() {
 	c.srv.unregister(c, code)
 	if c.session != nil {
 		c.session.Closed()
+	}
+}
+
+// drainAfterEOF runs when the peer has ended its half of the TCP connection
+// without a close frame. readMu is held. A peer that half-closes may still
+// read: if frames wait to be written (replies to what it sent last, most
+// likely), they go out, then a close frame, and drainAfterEOF reports true:
+// the read side must wait for abort, which follows the close frame's
+// writing, a failed write or the write timeout, before tearing down. It
+// reports false when there is nothing to send, or when it ran already, and
+// the connection can be torn down now. The connection counts as closed
+// without a close frame (1006), whatever it sends.
+func (c *Conn) drainAfterEOF() bool {
+	if c.eof {
+		return false
+	}
+	c.mu.Lock()
+	drain := c.state != stateDone && (c.writing || len(c.queue) > 0)
+	open := c.state == stateOpen
+	if drain {
+		c.peerClosed = true // closeSent aborts once the close frame is out
+		c.drained = make(chan struct{})
+	}
+	c.mu.Unlock()
+	if !drain {
+		return false
+	}
+	c.eof, c.ignoreRead = true, true
+	c.pending, c.frag = nil, nil
+	if open {
+		c.Close(CloseNormal, "")
+		c.mu.Lock()
+		c.closeCode = 1006
+		c.mu.Unlock()
+	}
+	return true
+}
+
+// releaseDrainedLocked wakes a reader goroutine waiting for the end of a
+// drain after EOF. c.mu is held.
+func (c *Conn) releaseDrainedLocked() {
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
 	}
 }
 
@@ -410,7 +458,7 @@ func (c *Conn) handleClose(payload []byte) {
 	c.peerClosed = true
 	state := c.state
 	if c.closeCode == 0 {
-		c.closeCode = code
+		c.closeCode = int32(code)
 	}
 	c.mu.Unlock()
 	switch state {

@@ -3,9 +3,11 @@ package ws
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -584,4 +586,91 @@ func TestReadSizes(t *testing.T) {
 			t.Fatalf("%d messages, want 7", n)
 		}
 	})
+}
+
+// TestHalfCloseGetsReplies: a peer that sends messages and then ends its
+// half of the TCP connection, without a close frame, still reads every
+// reply queued for what it sent, then a close frame and EOF. The replies
+// are more than the sockets hold, so most wait in the queue when the
+// server reads the EOF.
+func TestHalfCloseGetsReplies(t *testing.T) {
+	forEachMode(t, func(t *testing.T, cfg Config) {
+		cfg.QueueMaxBytes = 64 << 20
+		h := newHarness(t, cfg)
+		const n, size = 512, 32 << 10
+		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
+		payload := bytes.Repeat([]byte("x"), size)
+		for i := range n { // nothing is read before the end: the echoes pile up
+			copy(payload, fmt.Sprintf("%08d", i))
+			c.write(clientFrame(true, opText, payload))
+		}
+		if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		// Read nothing before the server has seen the end: the echoes it
+		// holds then are what it could have dropped.
+		sc := h.session(t).c
+		eventually(t, waitTimeout, func() bool {
+			sc.readMu.Lock()
+			defer sc.readMu.Unlock()
+			return sc.eof || sc.torn
+		}, "the server did not see the end of the peer's half")
+		for i := range n {
+			f, err := c.readFrame()
+			if err != nil {
+				t.Fatalf("echo %d of %d: %v", i, n, err)
+			}
+			if want := fmt.Sprintf("%08d", i); f.op != opText || len(f.payload) != size || string(f.payload[:8]) != want {
+				t.Fatalf("frame %d: op %#x, %d bytes starting %q, want the echo of %s", i, f.op, len(f.payload), f.payload[:min(8, len(f.payload))], want)
+			}
+		}
+		if code, _ := c.readClose(); code != CloseNormal {
+			t.Fatalf("close code %d, want %d", code, CloseNormal)
+		}
+		c.expectEOF()
+		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+		if got := h.closes(1006); got != 1 {
+			t.Fatalf("closes with 1006: %d, want 1 (the peer sent no close frame)", got)
+		}
+	})
+}
+
+// TestHalfCloseNotReading: a peer that half-closes with replies pending
+// and then reads nothing is cut off by the write timeout, and its session
+// ends: the drain holds nothing for longer.
+func TestHalfCloseNotReading(t *testing.T) {
+	forEachMode(t, func(t *testing.T, cfg Config) {
+		cfg.QueueMaxBytes = 64 << 20
+		cfg.WriteTimeout = time.Second
+		h := newHarness(t, cfg)
+		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
+		payload := bytes.Repeat([]byte("x"), 32<<10)
+		for range 256 {
+			// On a loaded machine the timeout may cut the peer off before
+			// it is done: the end is the same.
+			if _, err := c.nc.Write(clientFrame(true, opText, payload)); err != nil {
+				break
+			}
+		}
+		_ = c.nc.(*net.TCPConn).CloseWrite()
+		h.session(t).waitClosed(t)
+		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+		if got := h.closes(1006); got != 1 {
+			t.Fatalf("closes with 1006: %d, want 1", got)
+		}
+	})
+}
+
+// smallReceiveBuffer is a dialer whose sockets have a small receive
+// buffer: what the server sends them backs up into its queue.
+func smallReceiveBuffer() *net.Dialer {
+	return &net.Dialer{Timeout: waitTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
 }

@@ -386,7 +386,7 @@ func runFeed(data []byte, chunk int, readLimit int) feedResult {
 	}
 	srv.wg.Wait() // writers
 	c.mu.Lock()
-	code := c.closeCode
+	code := int(c.closeCode)
 	c.mu.Unlock()
 	sink.mu.Lock()
 	defer sink.mu.Unlock()

@@ -381,7 +381,13 @@ type rawConn struct {
 // in one write, and reads the 101 answer.
 func dialRaw(t testing.TB, addr string, extra []byte) *rawConn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, waitTimeout)
+	return dialRawWith(t, &net.Dialer{Timeout: waitTimeout}, addr, extra)
+}
+
+// dialRawWith is dialRaw with a dialer of the caller's.
+func dialRawWith(t testing.TB, d *net.Dialer, addr string, extra []byte) *rawConn {
+	t.Helper()
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

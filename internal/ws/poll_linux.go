@@ -31,6 +31,14 @@ func (c *Conn) onReadable() {
 		switch {
 		case err == unix.EAGAIN:
 			budget = 0
+		case err == nil && n == 0 && c.drainAfterEOF():
+			// Wait for the drain's end: abort shuts the socket down,
+			// and the hang-up, which epoll always reports, calls this
+			// again.
+			if err := c.srv.poller.Arm(c.fd, netpoll.Hangup); err != nil {
+				c.teardown()
+			}
+			return
 		case err != nil || n == 0:
 			c.teardown()
 			return

@@ -2,7 +2,9 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -277,6 +279,16 @@ func (c *Conn) readLoop() {
 			c.feed(buf[:n])
 		}
 		if err != nil {
+			if errors.Is(err, io.EOF) && c.drainAfterEOF() {
+				c.mu.Lock()
+				drained := c.drained
+				c.mu.Unlock()
+				c.readMu.Unlock()
+				if drained != nil {
+					<-drained
+				}
+				c.readMu.Lock()
+			}
 			c.teardown()
 			c.readMu.Unlock()
 			return
