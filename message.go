@@ -1,6 +1,9 @@
 package wspush
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Message is one publication: a JSON value for the subscribers of a channel,
 // or for every connection when Broadcast is set; or the news that a client
@@ -130,4 +133,18 @@ func Namespace(channel string) string {
 		}
 	}
 	return ""
+}
+
+// CompactData returns data, valid JSON, without insignificant whitespace, so
+// that a push holds one line however its data was published (the API and
+// clients alike). Data without any whitespace is returned as is.
+func CompactData(data json.RawMessage) json.RawMessage {
+	if !bytes.ContainsAny(data, " \t\r\n") {
+		return data
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return data
+	}
+	return b.Bytes()
 }

@@ -116,3 +116,17 @@ func TestDataDepthWithin(t *testing.T) {
 		}
 	}
 }
+
+func TestCompactData(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1}`:                          `{"a":1}`,
+		"{ \"a\" :\n\t[1, 2]\r\n}":         `{"a":[1,2]}`,
+		`"spaces inside strings stay "`:    `"spaces inside strings stay "`,
+		` {"s": "a b", "n": null} `:        `{"s":"a b","n":null}`,
+		"\"tab\\tand newline\\n escaped\"": "\"tab\\tand newline\\n escaped\"",
+	} {
+		if got := wspush.CompactData([]byte(in)); string(got) != want {
+			t.Errorf("CompactData(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -148,7 +148,8 @@ func TestClientPublishEchoesToSender(t *testing.T) {
 	sender, other := dial(t, s.WS, nil), dial(t, s.WS, nil)
 	sender.subscribe("chat")
 	other.subscribe("chat")
-	sender.send(`{"id":7,"op":"publish","channel":"chat","data":{"user":"ann","text":"hi"}}`)
+	// The data is compacted, as the API's is: a push holds one line.
+	sender.send("{\"id\":7,\"op\":\"publish\",\"channel\":\"chat\",\"data\":{\"user\": \"ann\",\n \"text\":\t\"hi\"}}")
 	var gotMsg, gotReply bool
 	for !gotMsg || !gotReply {
 		f := sender.next()

@@ -79,7 +79,7 @@ func handlePublish(cfg Config, h *hub.Hub) http.Handler {
 				return
 			}
 		}
-		data := compact(req.Data)
+		data := wspush.CompactData(req.Data)
 		var positions map[string]wspush.StreamPosition
 		for i, ch := range channels {
 			pos, err := h.Publish(r.Context(), &wspush.Message{Channel: ch, Data: data}, opts[i].PublishOptions())
@@ -142,7 +142,7 @@ func handlePublishRaw(cfg Config, h *hub.Hub) http.Handler {
 				writeError(w, err)
 				return
 			}
-			data = compact(body)
+			data = wspush.CompactData(body)
 		} else {
 			if !utf8.Valid(body) {
 				writeError(w, wspush.Errorf(wspush.ErrBadRequest, "body is not UTF-8 text; send JSON with Content-Type: application/json"))
@@ -188,7 +188,7 @@ func handleBroadcast(cfg Config, h *hub.Hub) http.Handler {
 			writeError(w, wspush.Errorf(wspush.ErrBadRequest, `missing "data"`))
 			return
 		}
-		if _, err := h.Publish(r.Context(), &wspush.Message{Broadcast: true, Data: compact(req.Data)}, wspush.PublishOptions{}); err != nil {
+		if _, err := h.Publish(r.Context(), &wspush.Message{Broadcast: true, Data: wspush.CompactData(req.Data)}, wspush.PublishOptions{}); err != nil {
 			writeError(w, unavailable(err))
 			return
 		}
@@ -330,19 +330,6 @@ func decodePublish(w http.ResponseWriter, r *http.Request, limit int64, timeout 
 		return true, err
 	})
 	return req, err
-}
-
-// compact returns data without insignificant whitespace, so that a pushed
-// frame holds one line. data is valid JSON.
-func compact(data []byte) json.RawMessage {
-	if !bytes.ContainsAny(data, " \t\r\n") {
-		return data
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, data); err != nil {
-		return data
-	}
-	return b.Bytes()
 }
 
 func dedupe(chans []string) []string {

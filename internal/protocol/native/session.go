@@ -428,7 +428,7 @@ func (s *session) handlePublish(ctx context.Context, cmd Command) {
 		s.reply(cmd.ID, err)
 		return
 	}
-	pos, err := s.proto.hub.Publish(ctx, &wspush.Message{Channel: cmd.Channel, Data: cmd.Data}, opts.PublishOptions())
+	pos, err := s.proto.hub.Publish(ctx, &wspush.Message{Channel: cmd.Channel, Data: wspush.CompactData(cmd.Data)}, opts.PublishOptions())
 	if err != nil {
 		s.proto.logger.Warn("publish failed", "channel", cmd.Channel, "err", err)
 		s.reply(cmd.ID, wspush.Errorf(wspush.ErrUnavailable, "publish failed: broker unavailable, retry"))
