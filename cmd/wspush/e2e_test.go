@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,6 +375,50 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	c.expectClose(4008)
+}
+
+// TestPingRateLimit: WebSocket pings spend the command budget. Within it
+// each gets its pong; past it they get none, and a client that keeps on
+// is closed with 4008, as for commands.
+func TestPingRateLimit(t *testing.T) {
+	s := startServer(t, "--client-rate-limit", "0.01", "--client-rate-burst", "5")
+	c := dial(t, s.WS, nil)
+	var pongs atomic.Int32
+	c.SetPongHandler(func(string) error { pongs.Add(1); return nil })
+	_ = c.SetReadDeadline(time.Time{}) // no deadline from the welcome: the select below bounds the wait
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	ping := func() error { return c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)) }
+	for range 5 {
+		if err := ping(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "5 pongs", func() bool { return pongs.Load() == 5 })
+	for range 20 {
+		if ping() != nil {
+			break
+		}
+	}
+	var ce *websocket.CloseError
+	select {
+	case err := <-ended:
+		if !errors.As(err, &ce) || ce.Code != 4008 || !strings.Contains(ce.Text, "pings") {
+			t.Fatalf("connection ended with %v, want 4008 for too many pings", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a ping flood was not closed")
+	}
+	if n := pongs.Load(); n != 5 {
+		t.Fatalf("%d pongs, want 5: pings over the limit were answered", n)
+	}
 }
 
 func TestAPIKey(t *testing.T) {

@@ -21,6 +21,13 @@ type Session interface {
 	Closed()
 }
 
+// PingLimiter is a Session that limits the WebSocket pings its peer may
+// send. AllowPing runs for every ping, serially with HandleMessage; a ping
+// it refuses gets no pong.
+type PingLimiter interface {
+	AllowPing() bool
+}
+
 // connState is the life of a connection's send side.
 type connState uint8
 
@@ -402,6 +409,9 @@ func (c *Conn) failRead(code int, reason string) {
 func (c *Conn) handleFrame(h header, payload []byte) {
 	switch h.op {
 	case opPing:
+		if pl, ok := c.session.(PingLimiter); ok && !pl.AllowPing() {
+			return
+		}
 		pong := appendHeader(make([]byte, 0, 2+len(payload)), true, opPong, len(payload))
 		c.Send(append(pong, payload...))
 	case opPong:

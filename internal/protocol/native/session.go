@@ -604,6 +604,23 @@ func (s *session) strike(id *int64, err error) {
 // command over the limit gets rate_limited; a client that keeps sending
 // regardless is closed with 4008.
 func (s *session) allow(id *int64) bool {
+	if s.spend("commands") {
+		return true
+	}
+	s.reply(id, wspush.Errorf(wspush.ErrRateLimited, "rate limited: at most "+strconv.FormatFloat(s.proto.cfg.RateLimit, 'f', -1, 64)+" commands per second"))
+	return false
+}
+
+// AllowPing implements ws.PingLimiter: a WebSocket ping costs what a
+// command does, so that a client cannot make the server answer pings
+// faster than it may send commands. One over the limit gets no pong; a
+// client that keeps sending regardless is closed with 4008.
+func (s *session) AllowPing() bool { return s.spend("pings") }
+
+// spend takes a token from the connection's bucket. With none left it
+// reports false, and closes the connection with 4008 once the client is a
+// whole burst in debt; what names the frames in the close reason.
+func (s *session) spend(what string) bool {
 	now := time.Now()
 	cfg := &s.proto.cfg
 	s.tokens = min(s.tokens+now.Sub(s.refill).Seconds()*cfg.RateLimit, float64(cfg.RateBurst))
@@ -613,10 +630,8 @@ func (s *session) allow(id *int64) bool {
 		return true
 	}
 	if s.tokens < -float64(cfg.RateBurst) {
-		s.conn.Close(ws.CloseRateLimited, "rate limited: too many commands")
-		return false
+		s.conn.Close(ws.CloseRateLimited, "rate limited: too many "+what)
 	}
-	s.reply(id, wspush.Errorf(wspush.ErrRateLimited, "rate limited: at most "+strconv.FormatFloat(cfg.RateLimit, 'f', -1, 64)+" commands per second"))
 	return false
 }
 
