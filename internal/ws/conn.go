@@ -299,7 +299,9 @@ func (c *Conn) drainAfterEOF() bool {
 	open := c.state == stateOpen
 	if drain {
 		c.peerClosed = true // closeSent aborts once the close frame is out
-		c.drained = make(chan struct{})
+		if c.fd < 0 {
+			c.drained = make(chan struct{}) // for the reader goroutine (epoll waits for the hang-up)
+		}
 	}
 	c.mu.Unlock()
 	if !drain {
