@@ -65,10 +65,10 @@ type Conn struct {
 	begun         bool     // queue[0] is what a write left of a frame: it must go out, whole, before anything else
 	writing       bool     // the flusher pool or a writer goroutine owns the writes
 	state         connState
-	closeCode     int32         // the code of the close frame sent, or received first
-	closeDeadline int64         // UnixNano after which a connection whose close frame is out is aborted
+	closeCode     int32         // the code of the close frame sent or received first; 1006 for a drain after EOF
+	closeDeadline int64         // UnixNano after which a connection whose close frame is out, or that drains after EOF, is aborted
 	peerClosed    bool          // the peer sent a close frame, or ended its half of the connection
-	drained       chan struct{} // made by drainAfterEOF for a reader goroutine to wait on; closed by abort
+	drained       chan struct{} // made by drainAfterEOF for a reader goroutine to wait on; closed by abort or teardown
 }
 
 // ID returns the connection's number, unique within the Server.
@@ -143,6 +143,11 @@ func (c *Conn) SendText(payload []byte) bool {
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+// closeLocked is Close with c.mu held.
+func (c *Conn) closeLocked(code int, reason string) {
 	if c.state != stateOpen {
 		return
 	}
@@ -284,23 +289,29 @@ func (c *Conn) teardown() {
 // drainAfterEOF runs when the peer has ended its half of the TCP connection
 // without a close frame. readMu is held. A peer that half-closes may still
 // read: if frames wait to be written (replies to what it sent last, most
-// likely), they go out, then a close frame, and drainAfterEOF reports true:
-// the read side must wait for abort, which follows the close frame's
-// writing, a failed write or the write timeout, before tearing down. It
-// reports false when there is nothing to send, or when it ran already, and
-// the connection can be torn down now. The connection counts as closed
-// without a close frame (1006), whatever it sends.
+// likely), they go out, then a close frame (1000 if the connection was
+// open, else the one already queued), and drainAfterEOF reports true: the
+// read side must wait for abort, which follows the close frame's writing,
+// a failed write, or the end of the write timeout, counted from now for
+// the whole drain, before tearing down. It reports false when there is
+// nothing to send, or when it ran already, and the connection can be torn
+// down now. A connection open until the EOF counts as closed without a
+// close frame (1006), though one is sent.
 func (c *Conn) drainAfterEOF() bool {
 	if c.eof {
 		return false
 	}
 	c.mu.Lock()
 	drain := c.state != stateDone && (c.writing || len(c.queue) > 0)
-	open := c.state == stateOpen
 	if drain {
 		c.peerClosed = true // closeSent aborts once the close frame is out
+		c.closeDeadline = time.Now().Add(c.srv.cfg.WriteTimeout).UnixNano()
 		if c.fd < 0 {
 			c.drained = make(chan struct{}) // for the reader goroutine (epoll waits for the hang-up)
+		}
+		if c.state == stateOpen {
+			c.closeLocked(CloseNormal, "")
+			c.closeCode = 1006
 		}
 	}
 	c.mu.Unlock()
@@ -309,12 +320,6 @@ func (c *Conn) drainAfterEOF() bool {
 	}
 	c.eof, c.ignoreRead = true, true
 	c.pending, c.frag = nil, nil
-	if open {
-		c.Close(CloseNormal, "")
-		c.mu.Lock()
-		c.closeCode = 1006
-		c.mu.Unlock()
-	}
 	return true
 }
 

@@ -1,8 +1,11 @@
 package ws
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -589,41 +592,16 @@ func TestReadSizes(t *testing.T) {
 }
 
 // TestHalfCloseGetsReplies: a peer that sends messages and then ends its
-// half of the TCP connection, without a close frame, still reads every
-// reply queued for what it sent, then a close frame and EOF. The replies
-// are more than the sockets hold, so most wait in the queue when the
-// server reads the EOF.
+// half of the connection, without a close frame, still reads every reply
+// queued for what it sent, then a close frame and EOF. The replies are
+// more than the sockets hold, so most wait in the queue when the server
+// reads the end.
 func TestHalfCloseGetsReplies(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
-		cfg.QueueMaxBytes = 64 << 20
-		h := newHarness(t, cfg)
-		const n, size = 512, 32 << 10
+		h := newHarness(t, halfCloseConfig(cfg))
 		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
-		payload := bytes.Repeat([]byte("x"), size)
-		for i := range n { // nothing is read before the end: the echoes pile up
-			copy(payload, fmt.Sprintf("%08d", i))
-			c.write(clientFrame(true, opText, payload))
-		}
-		if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-		// Read nothing before the server has seen the end: the echoes it
-		// holds then are what it could have dropped.
-		sc := h.session(t).c
-		eventually(t, waitTimeout, func() bool {
-			sc.readMu.Lock()
-			defer sc.readMu.Unlock()
-			return sc.eof || sc.torn
-		}, "the server did not see the end of the peer's half")
-		for i := range n {
-			f, err := c.readFrame()
-			if err != nil {
-				t.Fatalf("echo %d of %d: %v", i, n, err)
-			}
-			if want := fmt.Sprintf("%08d", i); f.op != opText || len(f.payload) != size || string(f.payload[:8]) != want {
-				t.Fatalf("frame %d: op %#x, %d bytes starting %q, want the echo of %s", i, f.op, len(f.payload), f.payload[:min(8, len(f.payload))], want)
-			}
-		}
+		writeEchoes(t, h, c, 512, func() error { return c.nc.(*net.TCPConn).CloseWrite() })
+		readEchoes(t, c, 512, 0)
 		if code, _ := c.readClose(); code != CloseNormal {
 			t.Fatalf("close code %d, want %d", code, CloseNormal)
 		}
@@ -635,30 +613,137 @@ func TestHalfCloseGetsReplies(t *testing.T) {
 	})
 }
 
+// TestHalfCloseGetsRepliesTLS: the same over TLS, whose connections have
+// a reader goroutine; the peer's end is its close_notify alert, with or
+// without the TCP FIN after it.
+func TestHalfCloseGetsRepliesTLS(t *testing.T) {
+	for _, fin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fin=%v", fin), func(t *testing.T) {
+			h := newHarness(t, halfCloseConfig(Config{}), withTLS())
+			tcp, err := smallReceiveBuffer().Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tcp.Close() })
+			cfg := h.tlsCfg.Clone()
+			cfg.ServerName = "127.0.0.1"
+			tc := tls.Client(tcp, cfg)
+			_ = tc.SetDeadline(time.Now().Add(waitTimeout))
+			if _, err := io.WriteString(tc, handshakeRequest(h.addr)); err != nil {
+				t.Fatal(err)
+			}
+			c := &rawConn{t: t, nc: tc, br: bufio.NewReader(tc)}
+			if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake: %v %v", resp, err)
+			}
+			writeEchoes(t, h, c, 512, func() error {
+				if err := tc.CloseWrite(); err != nil || !fin {
+					return err
+				}
+				return tcp.(*net.TCPConn).CloseWrite()
+			})
+			readEchoes(t, c, 512, 0)
+			if code, _ := c.readClose(); code != CloseNormal {
+				t.Fatalf("close code %d, want %d", code, CloseNormal)
+			}
+			eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+			if got := h.closes(1006); got != 1 {
+				t.Fatalf("closes with 1006: %d, want 1", got)
+			}
+		})
+	}
+}
+
 // TestHalfCloseNotReading: a peer that half-closes with replies pending
 // and then reads nothing is cut off by the write timeout, and its session
 // ends: the drain holds nothing for longer.
 func TestHalfCloseNotReading(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
-		cfg.QueueMaxBytes = 64 << 20
+		cfg = halfCloseConfig(cfg)
 		cfg.WriteTimeout = time.Second
 		h := newHarness(t, cfg)
 		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
-		payload := bytes.Repeat([]byte("x"), 32<<10)
-		for range 256 {
-			// On a loaded machine the timeout may cut the peer off before
-			// it is done: the end is the same.
-			if _, err := c.nc.Write(clientFrame(true, opText, payload)); err != nil {
-				break
-			}
-		}
-		_ = c.nc.(*net.TCPConn).CloseWrite()
-		h.session(t).waitClosed(t)
+		writeEchoes(t, h, c, 256, func() error { return c.nc.(*net.TCPConn).CloseWrite() }).waitClosed(t)
 		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
 		if got := h.closes(1006); got != 1 {
 			t.Fatalf("closes with 1006: %d, want 1", got)
 		}
 	})
+}
+
+// TestHalfCloseSlowReader: the write timeout bounds the whole drain, not
+// one write: a peer that half-closes and then reads steadily but too
+// slowly to take its queue in time is cut off.
+func TestHalfCloseSlowReader(t *testing.T) {
+	forEachMode(t, func(t *testing.T, cfg Config) {
+		cfg = halfCloseConfig(cfg)
+		cfg.WriteTimeout = time.Second
+		h := newHarness(t, cfg)
+		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
+		const n = 256 // 8 MiB: 5 s at the pace below
+		writeEchoes(t, h, c, n, func() error { return c.nc.(*net.TCPConn).CloseWrite() })
+		if got := readEchoes(t, c, n, 20*time.Millisecond); got == n {
+			t.Fatalf("read all %d echoes at a pace of 5 s: the drain was not bounded", n)
+		}
+		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+	})
+}
+
+// halfCloseConfig makes room in the queue for the half-close tests'
+// echoes, and a write timeout that a loaded machine does not reach before
+// they are sent (those that test it set their own).
+func halfCloseConfig(cfg Config) Config {
+	cfg.QueueMaxBytes = 64 << 20
+	cfg.WriteTimeout = time.Minute
+	return cfg
+}
+
+// writeEchoes sends n messages of 32 KiB without reading, so that their
+// echoes pile up in the server's queue, ends the peer's half with
+// closeWrite, and waits until the server has read the end (or, if the
+// write timeout cut the peer off meanwhile, torn the connection down). It
+// returns the connection's session.
+func writeEchoes(t *testing.T, h *harness, c *rawConn, n int, closeWrite func() error) *recSession {
+	t.Helper()
+	payload := bytes.Repeat([]byte("x"), 32<<10)
+	for i := range n {
+		copy(payload, fmt.Sprintf("%08d", i))
+		_ = c.nc.SetWriteDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.nc.Write(clientFrame(true, opText, payload)); err != nil {
+			break // cut off by a short write timeout: the test says what it expects
+		}
+	}
+	_ = closeWrite()
+	s := h.session(t)
+	eventually(t, waitTimeout, func() bool {
+		s.c.readMu.Lock()
+		defer s.c.readMu.Unlock()
+		return s.c.eof || s.c.torn
+	}, "the server did not see the end of the peer's half")
+	return s
+}
+
+// readEchoes reads up to n echoes of writeEchoes' messages, one per pace,
+// and returns how many came before the connection ended; with pace 0 it
+// requires all n.
+func readEchoes(t *testing.T, c *rawConn, n int, pace time.Duration) int {
+	t.Helper()
+	for i := range n {
+		if pace > 0 {
+			time.Sleep(pace) // a slow reader's pace, not a wait for something
+		}
+		f, err := c.readFrame()
+		if err != nil {
+			if pace > 0 {
+				return i
+			}
+			t.Fatalf("echo %d of %d: %v", i, n, err)
+		}
+		if want := fmt.Sprintf("%08d", i); f.op != opText || len(f.payload) != 32<<10 || string(f.payload[:8]) != want {
+			t.Fatalf("frame %d: op %#x, %d bytes starting %q, want the echo of %s", i, f.op, len(f.payload), f.payload[:min(8, len(f.payload))], want)
+		}
+	}
+	return n
 }
 
 // smallReceiveBuffer is a dialer whose sockets have a small receive

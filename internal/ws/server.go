@@ -356,7 +356,9 @@ func (s *Server) sweep(now int64) {
 				c.lastPing = now
 				c.Send(pingFrame)
 			}
-		case stateDone:
+		case stateClosing, stateDone:
+			// Done: the close frame is out, the peer's is late. Closing
+			// with a deadline: a drain after EOF that takes too long.
 			if deadline != 0 && now >= deadline {
 				c.abort()
 			}
