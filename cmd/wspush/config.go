@@ -120,8 +120,8 @@ func (c *config) bind(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxChannelLength, "max-channel-length", c.MaxChannelLength, "longest channel name, in bytes (at most 255)")
 	fs.IntVar(&c.QueueMaxMessages, "queue-max-messages", c.QueueMaxMessages, "frames queued for one connection before it is closed as a slow consumer (4001)")
 	fs.Var(&c.QueueMaxBytes, "queue-max-bytes", "`bytes` queued for one connection before it is closed as a slow consumer (4001)")
-	fs.Float64Var(&c.ClientRateLimit, "client-rate-limit", c.ClientRateLimit, "commands per second one connection may send on average")
-	fs.IntVar(&c.ClientRateBurst, "client-rate-burst", c.ClientRateBurst, "commands one connection may send at once")
+	fs.Float64Var(&c.ClientRateLimit, "client-rate-limit", c.ClientRateLimit, "commands (and WebSocket pings) per second one connection may send on average")
+	fs.IntVar(&c.ClientRateBurst, "client-rate-burst", c.ClientRateBurst, "commands (and WebSocket pings) one connection may send at once")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log `format`: text or json")
 }

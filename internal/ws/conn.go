@@ -22,10 +22,11 @@ type Session interface {
 }
 
 // PingLimiter is a Session that limits the WebSocket pings its peer may
-// send. AllowPing runs for every ping, serially with HandleMessage; a ping
-// it refuses gets no pong.
+// send. HandlePing runs for every ping, serially with HandleMessage, before
+// the pong is queued; it may close the connection, and the pong is then not
+// sent.
 type PingLimiter interface {
-	AllowPing() bool
+	HandlePing()
 }
 
 // connState is the life of a connection's send side.
@@ -416,8 +417,8 @@ func (c *Conn) failRead(code int, reason string) {
 func (c *Conn) handleFrame(h header, payload []byte) {
 	switch h.op {
 	case opPing:
-		if pl, ok := c.session.(PingLimiter); ok && !pl.AllowPing() {
-			return
+		if pl, ok := c.session.(PingLimiter); ok {
+			pl.HandlePing()
 		}
 		pong := appendHeader(make([]byte, 0, 2+len(payload)), true, opPong, len(payload))
 		c.Send(append(pong, payload...))

@@ -611,11 +611,11 @@ func (s *session) allow(id *int64) bool {
 	return false
 }
 
-// AllowPing implements ws.PingLimiter: a WebSocket ping costs what a
-// command does, so that a client cannot make the server answer pings
-// faster than it may send commands. One over the limit gets no pong; a
-// client that keeps sending regardless is closed with 4008.
-func (s *session) AllowPing() bool { return s.spend("pings") }
+// HandlePing implements ws.PingLimiter: a WebSocket ping costs what a
+// command does. Every ping still gets its pong (clients take a missing one
+// for a dead connection), but a client that keeps pinging a whole burst
+// past its limit is closed with 4008, as one that keeps sending commands.
+func (s *session) HandlePing() { s.spend("pings") }
 
 // spend takes a token from the connection's bucket. With none left it
 // reports false, and closes the connection with 4008 once the client is a
