@@ -143,8 +143,9 @@ func CompactData(data json.RawMessage) json.RawMessage {
 		return data
 	}
 	var b bytes.Buffer
-	if err := json.Compact(&b, data); err != nil {
-		return data
+	b.Grow(len(data))
+	if err := json.Compact(&b, data); err != nil || b.Len() == len(data) {
+		return data // the whitespace was inside strings only
 	}
 	return b.Bytes()
 }
