@@ -199,7 +199,9 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 		b.mu.Lock()
 		ps := b.ps
 		b.mu.Unlock()
-		_ = ps.Close()
+		if ps != nil { // nil: Run's return, which closes it, came first
+			_ = ps.Close()
+		}
 	})
 	defer stopClose()
 
