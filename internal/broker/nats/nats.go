@@ -143,21 +143,23 @@ func (b *Broker) Run(ctx context.Context, h wspush.Handler) error {
 	// Made even before the first connection: the client sends it once
 	// connected (RetryOnFailedConnect), and Run waits for NATS as the
 	// other brokers wait for their servers.
-	if _, err := b.subscribe(ctx, b.broadcastSubject(), true); err != nil {
-		nc.Close()
-		return err
+	_, err = b.subscribe(ctx, b.broadcastSubject(), true)
+	if err == nil {
+		if nc.IsConnected() {
+			b.setReady(true, nil)
+		}
+		b.deliver(ctx, h)
 	}
-	if nc.IsConnected() {
-		b.setReady(true, nil)
-	}
-	b.deliver(ctx, h)
 	b.ready.Store(false)
 	b.mu.Lock()
 	b.nc, b.handler = nil, nil
 	clear(b.subs)
 	b.mu.Unlock()
 	nc.Close()
-	return nil
+	if ctx.Err() != nil {
+		return nil // stopped, even while the first subscription was being made
+	}
+	return err
 }
 
 // deliver hands the queued messages to h, in arrival order, until ctx is
