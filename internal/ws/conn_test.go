@@ -598,18 +598,13 @@ func TestReadSizes(t *testing.T) {
 // reads the end.
 func TestHalfCloseGetsReplies(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
-		h := newHarness(t, halfCloseConfig(cfg))
-		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
-		writeEchoes(t, h, c, 512, func() error { return c.nc.(*net.TCPConn).CloseWrite() })
+		h, c, _ := halfClosed(t, halfCloseConfig(cfg), 512)
 		readEchoes(t, c, 512, 0)
 		if code, _ := c.readClose(); code != CloseNormal {
 			t.Fatalf("close code %d, want %d", code, CloseNormal)
 		}
 		c.expectEOF()
-		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
-		if got := h.closes(1006); got != 1 {
-			t.Fatalf("closes with 1006: %d, want 1 (the peer sent no close frame)", got)
-		}
+		waitGoneAs1006(t, h)
 	})
 }
 
@@ -646,10 +641,7 @@ func TestHalfCloseGetsRepliesTLS(t *testing.T) {
 			if code, _ := c.readClose(); code != CloseNormal {
 				t.Fatalf("close code %d, want %d", code, CloseNormal)
 			}
-			eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
-			if got := h.closes(1006); got != 1 {
-				t.Fatalf("closes with 1006: %d, want 1", got)
-			}
+			waitGoneAs1006(t, h)
 		})
 	}
 }
@@ -661,13 +653,9 @@ func TestHalfCloseNotReading(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
 		cfg = halfCloseConfig(cfg)
 		cfg.WriteTimeout = time.Second
-		h := newHarness(t, cfg)
-		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
-		writeEchoes(t, h, c, 256, func() error { return c.nc.(*net.TCPConn).CloseWrite() }).waitClosed(t)
-		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
-		if got := h.closes(1006); got != 1 {
-			t.Fatalf("closes with 1006: %d, want 1", got)
-		}
+		h, _, s := halfClosed(t, cfg, 256)
+		s.waitClosed(t)
+		waitGoneAs1006(t, h)
 	})
 }
 
@@ -678,15 +666,33 @@ func TestHalfCloseSlowReader(t *testing.T) {
 	forEachMode(t, func(t *testing.T, cfg Config) {
 		cfg = halfCloseConfig(cfg)
 		cfg.WriteTimeout = time.Second
-		h := newHarness(t, cfg)
-		c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
 		const n = 256 // 8 MiB: 5 s at the pace below
-		writeEchoes(t, h, c, n, func() error { return c.nc.(*net.TCPConn).CloseWrite() })
+		h, c, _ := halfClosed(t, cfg, n)
 		if got := readEchoes(t, c, n, 20*time.Millisecond); got == n {
 			t.Fatalf("read all %d echoes at a pace of 5 s: the drain was not bounded", n)
 		}
-		eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+		waitGoneAs1006(t, h)
 	})
+}
+
+// halfClosed starts a server with cfg and a peer with a small receive
+// buffer that sends n messages with writeEchoes and half-closes over TCP.
+func halfClosed(t *testing.T, cfg Config, n int) (*harness, *rawConn, *recSession) {
+	t.Helper()
+	h := newHarness(t, cfg)
+	c := dialRawWith(t, smallReceiveBuffer(), h.addr, nil)
+	s := writeEchoes(t, h, c, n, func() error { return c.nc.(*net.TCPConn).CloseWrite() })
+	return h, c, s
+}
+
+// waitGoneAs1006 waits until the half-close tests' connection is gone,
+// and checks that it counts as closed without a close frame from the peer.
+func waitGoneAs1006(t *testing.T, h *harness) {
+	t.Helper()
+	eventually(t, waitTimeout, func() bool { return h.srv.Stats().Connections == 0 }, "the connection is still open")
+	if got := h.closes(1006); got != 1 {
+		t.Fatalf("closes with 1006: %d, want 1 (the peer sent no close frame)", got)
+	}
 }
 
 // halfCloseConfig makes room in the queue for the half-close tests'
