@@ -137,15 +137,41 @@ func Namespace(channel string) string {
 
 // CompactData returns data, valid JSON, without insignificant whitespace, so
 // that a push holds one line however its data was published (the API and
-// clients alike). Data without any whitespace is returned as is.
+// clients alike). Data with no whitespace outside its strings is returned
+// as is, without a copy.
 func CompactData(data json.RawMessage) json.RawMessage {
-	if !bytes.ContainsAny(data, " \t\r\n") {
+	// ContainsAny first: most data has no whitespace at all, and it
+	// finds that out faster than the scan that knows strings.
+	if !bytes.ContainsAny(data, " \t\r\n") || !spaceOutsideStrings(data) {
 		return data
 	}
 	var b bytes.Buffer
 	b.Grow(len(data))
-	if err := json.Compact(&b, data); err != nil || b.Len() == len(data) {
-		return data // the whitespace was inside strings only
+	if err := json.Compact(&b, data); err != nil {
+		return data
 	}
 	return b.Bytes()
+}
+
+// spaceOutsideStrings reports whether valid JSON holds whitespace that is
+// not inside a string.
+func spaceOutsideStrings(data []byte) bool {
+	inString, escaped := false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			return true
+		}
+	}
+	return false
 }
