@@ -324,6 +324,9 @@ func (c *Conn) send(ctx context.Context, cmd map[string]any, onReply func(*frame
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
+		if ctx.Err() != nil {
+			return 0, ctx.Err() // the caller's reason first, as everywhere
+		}
 		return 0, err
 	}
 	c.nextID++
@@ -370,8 +373,13 @@ func (c *Conn) wait(ctx context.Context, id int64, ch <-chan *frame) (*frame, er
 		case f := <-ch: // the reply came just before the end
 			return replied(f)
 		default:
-			return nil, c.Err()
 		}
+		if ctx.Err() != nil {
+			// Both ended: the cancellation may be why (a cancelled write
+			// closes the connection), and it is the caller's reason.
+			return nil, ctx.Err()
+		}
+		return nil, c.Err()
 	case <-ctx.Done():
 		c.forget(id)
 		return nil, ctx.Err()
