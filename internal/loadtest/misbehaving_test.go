@@ -114,13 +114,22 @@ func TestDrainNotEndedByAFailedCallsMessage(t *testing.T) {
 // its messages were counted lost.
 func TestDroppedBeforePublishingIsNotExpected(t *testing.T) {
 	firstGone := make(chan struct{})
+	answerc := make(chan error, 1) // what the server read after its close frame
 	s := startHookServer(t, &hookServer{})
 	s.onConn = func(k int64, c *seedConn) bool {
 		if k == 0 { // subscribed, then dropped at once
-			c.mu.Lock()
-			_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "go away"))
-			c.mu.Unlock()
 			defer close(firstGone)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			_ = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "go away"))
+			// Gone once the client has answered (or left): only then
+			// may the second subscriber connect, and publishing begin.
+			_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var err error
+			for err == nil {
+				_, _, err = c.ws.ReadMessage()
+			}
+			answerc <- err
 			return false
 		}
 		return true
@@ -137,6 +146,14 @@ func TestDroppedBeforePublishingIsNotExpected(t *testing.T) {
 	}
 	d := r.Delivery
 	t.Logf("connect %+v\ndelivery %+v\ndisconnects %v", r.Connect, *d, r.Disconnects)
+	select {
+	case answer := <-answerc:
+		if !websocket.IsCloseError(answer, websocket.CloseNormalClosure) {
+			t.Errorf("the client answered the server's close frame with %v, want a close frame (1000)", answer)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the first subscriber never reached the server's hook")
+	}
 	if d.Expected != r.Publish.OK || d.Lost != 0 {
 		t.Fatalf("a subscriber gone before publishing began is expected to receive: expected %d (published %d), lost %d",
 			d.Expected, r.Publish.OK, d.Lost)

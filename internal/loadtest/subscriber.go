@@ -41,6 +41,11 @@ func (s *subscriber) run(c *conn) error {
 		case opPing:
 			c.pong(p)
 		case opClose:
+			// Gone from the run's point of view before the server can
+			// see the answer: a run that begins publishing after that
+			// does not expect this subscriber to receive.
+			s.ended.Store(true)
+			c.answerClose()
 			return closeError(p)
 		}
 	}
