@@ -155,12 +155,8 @@ func (c *conn) idle() error {
 		case opPing:
 			c.pong(payload)
 		case opClose:
-			c.answerClose()
+			c.close() // the answer RFC 6455 asks for; the server sees us gone at once
 			return closeError(payload)
 		}
 	}
 }
-
-// answerClose answers the server's close frame with one, as RFC 6455
-// asks, and closes the socket: the server sees the client gone at once.
-func (c *conn) answerClose() { c.close() }

@@ -45,7 +45,7 @@ func (s *subscriber) run(c *conn) error {
 			// see the answer: a run that begins publishing after that
 			// does not expect this subscriber to receive.
 			s.ended.Store(true)
-			c.answerClose()
+			c.close() // the answer RFC 6455 asks for
 			return closeError(p)
 		}
 	}
